@@ -1,0 +1,56 @@
+"""Colour lookup tables: DensePose part index (0..24) -> RGB, as the DensePose Estimator node colours it.
+
+The node colours part index i with ``cv2.applyColorMap(uint8(clip(i * 255 / 24)), cmap)`` (BGR),
+converts to RGB and, for viridis only, replaces every channel value 0 in the image by 68, 1, 84
+(R, G, B). Index 0 is never painted, so it stands for the background (black, or (68, 1, 84) after
+the viridis fix). Applying the fix per table entry is the same as applying it per pixel, because
+every pixel of the hint is one of these entries.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+N_PART_LABELS = 24  # DensePose's 24 body parts; 0 is background
+CMAP_NAMES = ("viridis", "parula")
+_VIRIDIS_ZERO_FILL_RGB = (68, 1, 84)
+
+
+def _cv2_colormap_id(cmap: str) -> int:
+    import cv2
+
+    if cmap == "viridis":
+        return cv2.COLORMAP_VIRIDIS
+    if cmap == "parula":
+        return cv2.COLORMAP_PARULA
+    raise ValueError(f"unknown colormap {cmap!r}; allowed: {', '.join(CMAP_NAMES)}")
+
+
+@lru_cache(maxsize=None)
+def _hint_lut_numpy(cmap: str) -> np.ndarray:
+    import cv2
+
+    labels = np.arange(N_PART_LABELS + 1, dtype=np.float32)
+    scaled_u8 = np.clip(labels * (255.0 / N_PART_LABELS), 0, 255).astype(np.uint8)
+    lut_bgr = cv2.applyColorMap(scaled_u8.reshape(-1, 1), _cv2_colormap_id(cmap)).reshape(-1, 3)
+    lut_rgb = lut_bgr[:, ::-1].copy()
+    lut_rgb[0] = 0  # label 0 is never painted: the canvas stays black there
+    if cmap == "viridis":
+        for channel, fill in enumerate(_VIRIDIS_ZERO_FILL_RGB):
+            column = lut_rgb[:, channel]
+            column[column == 0] = fill
+    lut_rgb.flags.writeable = False
+    return lut_rgb
+
+
+def hint_lut(cmap: str, device: torch.device | str = "cpu") -> torch.Tensor:
+    """uint8 [25, 3] RGB table: row i is the hint colour of part label i (row 0: background)."""
+    return torch.from_numpy(_hint_lut_numpy(cmap).copy()).to(device)
+
+
+def background_rgb(cmap: str) -> tuple[int, int, int]:
+    """The hint's background colour for ``cmap`` (what label 0 becomes)."""
+    return tuple(int(c) for c in _hint_lut_numpy(cmap)[0])

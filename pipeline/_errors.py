@@ -1,0 +1,26 @@
+"""Exceptions that reach the user as one-line messages.
+
+Every error caused by user input (a missing file, a bad flag, an unusable model) is a
+``DensevidError``; the CLI prints ``str(error)`` on one line and exits non-zero. Anything else
+is a bug and keeps its traceback.
+"""
+
+
+class DensevidError(Exception):
+    """Base class: a problem the user can fix, described in one line."""
+
+
+class InputError(DensevidError):
+    """The input video/image is missing, unreadable or has no usable video stream."""
+
+
+class OutputError(DensevidError):
+    """The output cannot be written (exists, same as input, unwritable, disk full)."""
+
+
+class ModelError(DensevidError):
+    """The model cannot be found, downloaded, loaded, or does not honour the contract."""
+
+
+class ConfigError(DensevidError):
+    """An option value is out of range or unknown."""

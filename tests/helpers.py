@@ -1,0 +1,56 @@
+"""Shared test helpers: the one tolerance policy, and paths."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+# scripts/ is not a package; tests import the stand-in model builders from it.
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+
+
+# --- The one tolerance policy -------------------------------------------------------------------
+# Rendered hints are integers defined exactly by the node's semantics, so they are compared exactly
+# everywhere we can: the CPU paths, lossless files, PNG frames. The only allowed slack is for a GPU
+# or Triton bilinear argmax, whose float rounding may differ from PyTorch's CPU kernel in the last
+# bit and flip a near-tie between two parts: there we require >= 99.999% of pixels to agree
+# (issue #3). Lossy H.264 outputs are never compared pixel for pixel.
+TRITON_MIN_AGREEMENT = 0.99999
+
+
+def assert_exact(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """Bit-exact equality with a readable failure message."""
+    assert actual.shape == expected.shape, f"shape {list(actual.shape)} != {list(expected.shape)}"
+    assert actual.dtype == expected.dtype, f"dtype {actual.dtype} != {expected.dtype}"
+    mismatch = actual.cpu() != expected.cpu()
+    if mismatch.ndim == 3 and mismatch.shape[-1] == 3:  # HWC image: count pixels, not channels
+        mismatch = mismatch.any(-1)
+    n_bad = int(mismatch.sum())
+    if n_bad:
+        where = mismatch.nonzero()[0].tolist()
+        raise AssertionError(f"{n_bad} of {mismatch.numel()} pixels differ, first at {where}")
+
+
+def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool) -> float:
+    """Label maps must be equal (exact=True) or agree on >= TRITON_MIN_AGREEMENT of pixels.
+
+    Returns the measured agreement so tests can report it.
+    """
+    assert actual.shape == expected.shape, f"shape {list(actual.shape)} != {list(expected.shape)}"
+    if exact or actual.numel() == 0:
+        assert_exact(actual, expected)
+        return 1.0
+    agreement = float((actual.cpu() == expected.cpu()).float().mean())
+    assert agreement >= TRITON_MIN_AGREEMENT, f"only {agreement:.6%} of pixels agree"
+    return agreement
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available() and os.environ.get("DENSEVID_TEST_NO_CUDA") != "1"
