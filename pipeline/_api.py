@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kernels import hint_lut, render_hint
+from ._kernels import hint_lut, render_hint
 
 from ._config import EncodeConfig
 from ._models import DensePoseModel, load_model, resolve_model_path
