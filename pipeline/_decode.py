@@ -1,0 +1,241 @@
+"""Decoding: probe a video/image file and iterate over its frames as upright uint8 RGB batches.
+
+Only this module and ``_encode`` import PyAV.
+
+Conventions
+-----------
+* Frames are converted to ``rgb24`` whatever the source pixel format (yuv420p, yuv444p,
+  yuv420p10le, gray, rgb24, rgba/yuva420p ...). Alpha is dropped (not composited).
+* Rotation: the display matrix (container side data, which FFmpeg's decoder attaches to every
+  frame as ``DISPLAYMATRIX`` frame side data; PyAV exposes it as ``VideoFrame.rotation``, the
+  counter-clockwise angle in degrees) is applied with ``np.rot90`` so frames come out upright,
+  as a player shows them. Angles are rounded to the nearest multiple of 90; flips in the matrix
+  (rare, e.g. front cameras) are NOT applied.
+* Timestamps: every frame keeps its exact ``pts`` in the stream's ``time_base``. If a frame has
+  no pts, its ``dts`` is used; if it has neither, a pts is synthesized as the previous frame's pts
+  plus one frame duration (from the frame's duration, else the stream's average rate, else 1
+  tick). Pts are never modified otherwise.
+* Still images (PNG/JPEG/WebP) decode as one frame through the same functions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import numpy as np
+import torch
+
+from ._errors import InputError
+from ._types import FrameBatch
+
+# Demuxers that read a single still picture.
+_IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe", "jpegxl_pipe"}
+
+_ON_CORRUPT = ("raise",)  # a later policy (e.g. "stop": keep what decoded, warn) plugs in here
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    path: Path
+    width: int  # upright, i.e. after applying ``rotation``
+    height: int
+    frame_count: int | None  # from the container header when it has one; None when unknown
+    fps: Fraction | None  # average frame rate
+    time_base: Fraction
+    rotation: int  # 0/90/180/270: counter-clockwise degrees applied to the coded frames
+    codec: str
+    pix_fmt: str | None
+    is_image: bool
+    stream_index: int = 0
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+def _check_path(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a directory, not a video or image file: {path}")
+    try:
+        size = path.stat().st_size
+    except OSError as err:
+        raise InputError(f"cannot read input {path}: {_one_line(err)}") from None
+    if size == 0:
+        raise InputError(f"input is an empty file (0 bytes): {path}")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"input is not readable (permission denied): {path}")
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    _check_path(path)
+    try:
+        return av.open(str(path), mode="r")
+    except av.error.InvalidDataError:
+        raise InputError(f"not a video or image file (unrecognised format): {path}") from None
+    except (av.error.FFmpegError, OSError) as err:
+        raise InputError(f"cannot open input {path}: {_one_line(err)}") from None
+
+
+def _select_stream(container, path: Path, stream_index: int | None):
+    videos = list(container.streams.video)
+    if stream_index is not None:
+        for s in videos:
+            if s.index == stream_index:
+                return s
+        raise InputError(f"stream {stream_index} of {path} is not a video stream "
+                         f"(video streams: {[s.index for s in videos] or 'none'})")
+    if not videos:
+        raise InputError(f"no video stream in {path} (audio-only or data file?)")
+    # Cover art / thumbnails are "attached pictures": use them only if nothing else is there.
+    real = [s for s in videos if not (s.disposition & av.stream.Disposition.attached_pic)] or videos
+    for s in real:
+        if s.disposition & av.stream.Disposition.default:
+            return s
+    return real[0]
+
+
+def _rotation_of(frame) -> int:
+    """Counter-clockwise display rotation of a decoded frame, as 0/90/180/270."""
+    try:
+        deg = frame.rotation  # PyAV >= 14: from the frame's DISPLAYMATRIX side data, 0 if absent
+    except AttributeError:  # pragma: no cover - old PyAV
+        return 0
+    if not deg or deg != deg:  # 0 or NaN
+        return 0
+    return (int(round(deg / 90.0)) * 90) % 360
+
+
+def _to_rgb_upright(frame) -> np.ndarray:
+    arr = frame.to_ndarray(format="rgb24")  # [h, w, 3] uint8; handles any pix_fmt / bit depth
+    k = _rotation_of(frame) // 90
+    if k:
+        arr = np.ascontiguousarray(np.rot90(arr, k=k))  # np.rot90: counter-clockwise, like the matrix
+    return arr
+
+
+def _is_image(container, stream) -> bool:
+    return container.format.name in _IMAGE_FORMATS or bool(stream.disposition & av.stream.Disposition.still_image)
+
+
+# --- public API ------------------------------------------------------------------------------------
+
+
+def probe_video(path: str | os.PathLike, stream_index: int | None = None) -> VideoInfo:
+    """Describe the video stream of ``path``; raise ``InputError`` (one line) if it is unusable.
+
+    Decodes the first frame (to read the rotation, which FFmpeg exposes per frame, and to make
+    sure the stream really decodes).
+    """
+    path = Path(path)
+    with _open(path) as container:
+        stream = _select_stream(container, path, stream_index)
+        stream.thread_type = "AUTO"
+        first = None
+        try:
+            for frame in container.decode(stream):
+                first = frame
+                break
+        except av.error.FFmpegError as err:
+            raise InputError(f"cannot decode the video stream of {path}: {_one_line(err)}") from None
+        if first is None:
+            raise InputError(f"the video stream of {path} has no decodable frames")
+        rotation = _rotation_of(first)
+        w, h = first.width, first.height
+        if rotation in (90, 270):
+            w, h = h, w
+        is_image = _is_image(container, stream)
+        frames = int(stream.frames or 0)
+        frame_count = 1 if is_image and frames <= 1 else (frames or None)
+        fps = stream.average_rate
+        fps = Fraction(fps) if fps and not is_image else None  # image demuxers report a nominal 25
+        tb = stream.time_base or first.time_base or Fraction(1, 1)
+        return VideoInfo(
+            path=path, width=w, height=h, frame_count=frame_count, fps=fps,
+            time_base=Fraction(tb), rotation=rotation, codec=stream.codec_context.name,
+            pix_fmt=first.format.name if first.format else None, is_image=is_image,
+            stream_index=stream.index,
+        )
+
+
+def iter_frame_batches(
+    path: str | os.PathLike,
+    batch_size: int,
+    stream_index: int | None = None,
+    on_corrupt: str = "raise",
+) -> Iterator[FrameBatch]:
+    """Yield the frames of ``path`` in order as ``FrameBatch``es of at most ``batch_size`` frames.
+
+    Holds at most one batch of decoded frames at a time. A decoding error mid-stream (truncated
+    or corrupt file) raises ``InputError`` with the number of frames decoded so far (``on_corrupt="raise"``, the only policy for now;
+    batches already yielded stay valid).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if on_corrupt not in _ON_CORRUPT:
+        raise ValueError(f"on_corrupt must be one of {_ON_CORRUPT}, got {on_corrupt!r}")
+    path = Path(path)
+    with _open(path) as container:
+        stream = _select_stream(container, path, stream_index)
+        stream.thread_type = "AUTO"
+        time_base = Fraction(stream.time_base) if stream.time_base else None
+        rate = stream.average_rate
+
+        arrays: list[np.ndarray] = []
+        pts_list: list[int] = []
+        n_done = 0  # frames decoded (yielded or pending)
+        last_pts: int | None = None
+
+        def flush() -> FrameBatch:
+            start = n_done - len(arrays)
+            batch = FrameBatch(torch.from_numpy(np.stack(arrays)), tuple(pts_list), time_base, start)
+            arrays.clear()
+            pts_list.clear()
+            return batch
+
+        frames = container.decode(stream)
+        while True:
+            try:
+                frame = next(frames)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as err:
+                raise InputError(f"{path} is corrupt or truncated: decoding failed after {n_done} frames "
+                                 f"({_one_line(err)})") from None
+            if time_base is None:
+                time_base = Fraction(frame.time_base) if frame.time_base else Fraction(1, 1)
+            pts = frame.pts if frame.pts is not None else frame.dts
+            if pts is None:  # synthesize: previous pts + one frame duration
+                if last_pts is None:
+                    pts = 0
+                elif frame.duration:
+                    pts = last_pts + int(frame.duration)
+                elif rate:
+                    pts = last_pts + max(1, round(1 / (Fraction(rate) * time_base)))
+                else:
+                    pts = last_pts + 1
+            last_pts = int(pts)
+            arr = _to_rgb_upright(frame)
+            if arrays and arr.shape != arrays[0].shape:  # resolution change mid-stream
+                yield flush()
+            arrays.append(arr)
+            pts_list.append(last_pts)
+            n_done += 1
+            if len(arrays) >= batch_size:
+                yield flush()
+        if arrays:
+            yield flush()
+        # No "decoded fewer frames than stream.frames" check: for MP4 that count includes samples
+        # an edit list discards, so it would reject valid files. Measured: a truncated MP4 raises
+        # InvalidDataError mid-stream (-> InputError above); a truncated MKV just ends early.

@@ -1,0 +1,140 @@
+"""Generate test media with PyAV, so tests need no files outside the repository.
+
+Lossless clips (``ffv1`` with an RGB pix_fmt such as ``bgr0``/``gbrp``, or ``png`` in mkv/mov)
+decode back to exactly the frames given and are the ground truth for round-trip tests.
+
+Rotation metadata: PyAV 18 can write a display matrix (``VideoStream.set_display_rotation``,
+counter-clockwise degrees, the same convention ``VideoFrame.rotation`` reads back); ``make_clip``
+passes ``rotation`` to it. Measured to survive in mp4, mov and mkv.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+from typing import Sequence
+
+import av
+import numpy as np
+
+_DEFAULT_PIX_FMT = {"ffv1": "bgr0", "libx264": "yuv420p", "png": "rgb24", "mjpeg": "yuvj420p", "libwebp": "yuv420p"}
+_FORMAT_BY_SUFFIX = {".mkv": "matroska", ".mka": "matroska", ".mp4": "mp4", ".m4a": "mp4", ".mov": "mov",
+                     ".nut": "nut", ".avi": "avi"}
+
+
+def synthetic_frames(n: int, h: int, w: int, seed: int = 0, black_every: int = 4) -> np.ndarray:
+    """uint8 [n, h, w, 3]: bright moving blobs on a dark, slightly noisy background.
+
+    Every ``black_every``-th frame (starting with frame 2) is completely black, to exercise the
+    "no person found" path of the stand-in models, which react to bright regions.
+    """
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    n_blobs = 2
+    start = rng.uniform(0.2, 0.8, size=(n_blobs, 2)) * (h, w)
+    vel = rng.uniform(-0.08, 0.08, size=(n_blobs, 2)) * (h, w)
+    radius = rng.uniform(0.12, 0.25, size=n_blobs) * min(h, w) + 1.0
+    colours = rng.integers(170, 256, size=(n_blobs, 3))
+    out = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        if black_every and i % black_every == 2:
+            out[i] = 0
+            continue
+        img = rng.integers(0, 24, size=(h, w, 3)).astype(np.float32)
+        for b in range(n_blobs):
+            cy, cx = start[b] + vel[b] * i
+            cy, cx = cy % h, cx % w
+            mask = ((yy - cy) ** 2 + (xx - cx) ** 2) <= radius[b] ** 2
+            img[mask] = colours[b]
+        out[i] = img.astype(np.uint8)
+    return out
+
+
+def make_clip(
+    path: str | Path,
+    frames_rgb: Sequence[np.ndarray] | np.ndarray,
+    fps: Fraction | int = 25,
+    pts: Sequence[int] | None = None,
+    codec: str = "ffv1",
+    pix_fmt: str | None = None,
+    time_base: Fraction | None = None,
+    rotation: int | None = None,
+    options: dict | None = None,
+    input_format: str = "rgb24",
+) -> Path:
+    """Encode ``frames_rgb`` (uint8 HxWx3, or HxWx4 with ``input_format="rgba"``) to ``path``.
+
+    Constant frame rate by default (pts 0, 1, 2 ... in ``time_base`` = 1/fps); pass ``pts`` (in
+    ``time_base`` units) for a variable frame rate or a non-zero start. ``rotation`` writes a
+    display matrix (counter-clockwise degrees). The container follows the suffix.
+    """
+    path = Path(path)
+    frames = [np.ascontiguousarray(f) for f in frames_rgb]
+    fps = Fraction(fps)
+    tb = Fraction(time_base) if time_base is not None else 1 / fps
+    if pts is None:
+        step = 1 / (fps * tb)
+        assert step.denominator == 1, f"1/fps is not a whole number of ticks of {tb}"
+        pts = [int(i * step) for i in range(len(frames))]
+    assert len(pts) == len(frames)
+    h, w = frames[0].shape[:2]
+    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=fps, options=options or {})
+        stream.width, stream.height = w, h
+        stream.pix_fmt = pix_fmt or _DEFAULT_PIX_FMT.get(codec, "yuv420p")
+        stream.time_base = tb
+        stream.codec_context.time_base = tb
+        if rotation:
+            stream.set_display_rotation(rotation)
+        for img, p in zip(frames, pts):
+            frame = av.VideoFrame.from_ndarray(img, format=input_format)
+            frame.pts = int(p)
+            frame.time_base = tb
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
+
+
+def make_image(path: str | Path, image: np.ndarray, codec: str | None = None, input_format: str = "rgb24") -> Path:
+    """Write one still image (png by default; mjpeg for .jpg, libwebp for .webp) as a bare file."""
+    path = Path(path)
+    codec = codec or {".jpg": "mjpeg", ".jpeg": "mjpeg", ".webp": "libwebp"}.get(path.suffix.lower(), "png")
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height = image.shape[1], image.shape[0]
+    ctx.pix_fmt = "rgb24" if codec == "png" and input_format == "rgb24" else (
+        "rgba" if codec == "png" else _DEFAULT_PIX_FMT.get(codec, "yuv420p"))
+    ctx.time_base = Fraction(1, 25)
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format=input_format)
+    frame.pts = 0
+    data = b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+    path.write_bytes(data)
+    return path
+
+
+def make_audio_only(path: str | Path, seconds: float = 0.5, codec: str = "aac", rate: int = 16000) -> Path:
+    """An audio-only file (no video stream), e.g. ``audio.mp4`` with AAC or ``.mka`` with PCM."""
+    path = Path(path)
+    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    n = int(seconds * rate)
+    t = np.arange(n, dtype=np.float32) / rate
+    with av.open(str(path), mode="w", format=fmt) as container:
+        stream = container.add_stream(codec, rate=rate, layout="mono")
+        sample_fmt = stream.codec_context.format.name  # aac: fltp, pcm_s16le: s16
+        if sample_fmt.startswith("flt"):
+            samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        else:
+            samples = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None]
+        chunk = 1024
+        for i in range(0, n, chunk):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + chunk]), format=sample_fmt,
+                                               layout="mono")
+            frame.sample_rate = rate
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return path
