@@ -83,7 +83,7 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.error.InvalidDataError:
-        raise InputError(f"not a video or image file (unrecognised format): {path}") from None
+        raise InputError(f"not a readable video or image file (unknown format, or damaged): {path}") from None
     except (av.error.FFmpegError, OSError) as err:
         raise InputError(f"cannot open input {path}: {_one_line(err)}") from None
 
@@ -196,6 +196,7 @@ def iter_frame_batches(
         pts_list: list[int] = []
         n_done = 0  # frames decoded (yielded or pending)
         last_pts: int | None = None
+        first_shape: tuple[int, ...] | None = None
 
         def flush() -> FrameBatch:
             start = n_done - len(arrays)
@@ -204,15 +205,30 @@ def iter_frame_batches(
             pts_list.clear()
             return batch
 
-        frames = container.decode(stream)
+        def corrupt(detail: str) -> InputError:
+            return InputError(f"{path} is corrupt or truncated: decoding failed after {n_done} frames ({detail})")
+
+        def decoded_frames():
+            # Demux and decode packet by packet: with frame threading (thread_type AUTO) FFmpeg
+            # does not report a truncated packet as a decode error, but the demuxer flags it
+            # corrupt (measured on a truncated MP4), so both signals are checked.
+            for packet in container.demux(stream):
+                if packet.is_corrupt:
+                    raise corrupt("incomplete or damaged packet")
+                try:
+                    out = stream.decode(packet)
+                except av.error.FFmpegError as err:
+                    raise corrupt(_one_line(err)) from None
+                yield from out
+
+        frames = decoded_frames()
         while True:
             try:
                 frame = next(frames)
             except StopIteration:
                 break
-            except av.error.FFmpegError as err:
-                raise InputError(f"{path} is corrupt or truncated: decoding failed after {n_done} frames "
-                                 f"({_one_line(err)})") from None
+            except av.error.FFmpegError as err:  # demuxer errors
+                raise corrupt(_one_line(err)) from None
             if time_base is None:
                 time_base = Fraction(frame.time_base) if frame.time_base else Fraction(1, 1)
             pts = frame.pts if frame.pts is not None else frame.dts
@@ -227,8 +243,11 @@ def iter_frame_batches(
                     pts = last_pts + 1
             last_pts = int(pts)
             arr = _to_rgb_upright(frame)
-            if arrays and arr.shape != arrays[0].shape:  # resolution change mid-stream
-                yield flush()
+            if first_shape is None:
+                first_shape = arr.shape
+            elif arr.shape != first_shape:  # one output video has one size
+                raise InputError(f"{path}: the frame size changes at frame {n_done} "
+                                 f"({first_shape[1]}x{first_shape[0]} -> {arr.shape[1]}x{arr.shape[0]}); not supported")
             arrays.append(arr)
             pts_list.append(last_pts)
             n_done += 1
@@ -237,5 +256,6 @@ def iter_frame_batches(
         if arrays:
             yield flush()
         # No "decoded fewer frames than stream.frames" check: for MP4 that count includes samples
-        # an edit list discards, so it would reject valid files. Measured: a truncated MP4 raises
-        # InvalidDataError mid-stream (-> InputError above); a truncated MKV just ends early.
+        # an edit list discards, so it would reject valid files. Measured: a truncated MP4 (moov
+        # first) yields a corrupt packet (-> InputError above); one without faststart fails to
+        # open; a truncated MKV just ends early (the demuxer drops the incomplete block silently).

@@ -157,7 +157,7 @@ class VideoWriter:
         self.overwrite = overwrite
         self.frames_written = 0
         self._last_pts: int | None = None
-        self._closed = False
+        self._closed = True  # until the temporary file and the container exist
         if lossless:
             self.coded_width, self.coded_height = self.width, self.height
         else:
@@ -169,6 +169,7 @@ class VideoWriter:
         except BaseException:
             _remove(self._tmp)
             raise
+        self._closed = False
 
     def _open(self, fps_hint: Fraction | None) -> None:
         tb = self.time_base

@@ -61,12 +61,18 @@ def make_clip(
     rotation: int | None = None,
     options: dict | None = None,
     input_format: str = "rgb24",
+    container_options: dict | None = None,
 ) -> Path:
     """Encode ``frames_rgb`` (uint8 HxWx3, or HxWx4 with ``input_format="rgba"``) to ``path``.
 
     Constant frame rate by default (pts 0, 1, 2 ... in ``time_base`` = 1/fps); pass ``pts`` (in
     ``time_base`` units) for a variable frame rate or a non-zero start. ``rotation`` writes a
-    display matrix (counter-clockwise degrees). The container follows the suffix.
+    display matrix (counter-clockwise degrees). The container follows the suffix. ``options``
+    go to the encoder, ``container_options`` to the muxer.
+
+    For mp4/mov the muxer's ``movie_timescale`` (default 1000) is set to the time base's
+    denominator: the edit list holding a non-zero start is written in that timescale, and at
+    1/1000 s a start like 1234/90000 s would be rounded.
     """
     path = Path(path)
     frames = [np.ascontiguousarray(f) for f in frames_rgb]
@@ -79,7 +85,10 @@ def make_clip(
     assert len(pts) == len(frames)
     h, w = frames[0].shape[:2]
     fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
-    with av.open(str(path), mode="w", format=fmt) as container:
+    copts = dict(container_options or {})
+    if fmt in ("mp4", "mov"):
+        copts.setdefault("movie_timescale", str(min(tb.denominator, 2**31 - 1)))
+    with av.open(str(path), mode="w", format=fmt, options=copts) as container:
         stream = container.add_stream(codec, rate=fps, options=options or {})
         stream.width, stream.height = w, h
         stream.pix_fmt = pix_fmt or _DEFAULT_PIX_FMT.get(codec, "yuv420p")
