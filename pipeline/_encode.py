@@ -48,6 +48,8 @@ X264_PRESET = "fast"
 FFV1_PIX_FMT = "bgr0"
 
 _MAX_TIMESCALE = 2**31 - 1
+_LOSSY_SUFFIXES = (".mp4", ".m4v", ".mov")
+_LOSSLESS_SUFFIXES = (".mkv",)
 
 
 def default_output_path(input_path: str | os.PathLike, lossless: bool = False, image: bool = False) -> Path:
@@ -135,7 +137,8 @@ class VideoWriter:
     column/row, so the output is at most 1 px wider/taller than the frames.
     ``lossless=True``: FFV1 ``bgr0`` in Matroska, any size, bit-exact RGB.
 
-    The container is chosen by ``lossless`` (mp4 / matroska), not by the path's suffix.
+    The container follows ``lossless``; the path's suffix must match it (.mp4/.m4v/.mov for
+    H.264, .mkv for FFV1), else ``OutputError``: a Matroska file named .mp4 would confuse players.
     """
 
     def __init__(
@@ -151,6 +154,10 @@ class VideoWriter:
         if width < 1 or height < 1:
             raise ValueError(f"bad frame size {width}x{height}")
         self.path = Path(path)
+        allowed = _LOSSLESS_SUFFIXES if lossless else _LOSSY_SUFFIXES
+        if self.path.suffix.lower() not in allowed:
+            kind = "lossless (FFV1)" if lossless else "H.264"
+            raise OutputError(f"{kind} output must end in {' or '.join(allowed)}: {self.path}")
         self.width, self.height = int(width), int(height)
         self.time_base = Fraction(time_base)
         self.lossless = lossless
@@ -177,7 +184,8 @@ class VideoWriter:
             fmt, codec, pix_fmt, copts, sopts = "matroska", "ffv1", FFV1_PIX_FMT, {}, {"level": "3", "slicecrc": "1"}
         else:
             timescale = str(min(tb.denominator, _MAX_TIMESCALE))
-            fmt, codec, pix_fmt = "mp4", "libx264", "yuv420p"
+            fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
+            codec, pix_fmt = "libx264", "yuv420p"
             copts = {"movflags": "+faststart", "movie_timescale": timescale}
             sopts = {"crf": str(X264_CRF), "preset": X264_PRESET}
         try:

@@ -298,6 +298,23 @@ def test_output_appearing_during_write_is_not_clobbered(tmp_path, frames_odd):
     assert out.read_bytes() == b"someone else" and len(list(tmp_path.iterdir())) == 1
 
 
+def test_suffix_must_match_mode(tmp_path):
+    with pytest.raises(OutputError, match=r"\.mkv"):
+        VideoWriter(tmp_path / "o.mp4", 16, 16, Fraction(1, 25), None, lossless=True, overwrite=False)
+    with pytest.raises(OutputError, match=r"\.mp4"):
+        VideoWriter(tmp_path / "o.mkv", 16, 16, Fraction(1, 25), None, lossless=False, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_file_mode_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        out = _write(tmp_path / "o.mkv", synthetic_frames(2, 8, 8), [0, 1], Fraction(1, 25), lossless=True)
+    finally:
+        os.umask(old)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
 def test_unusable_output_directory(tmp_path):
     with pytest.raises(OutputError, match="does not exist"):
         VideoWriter(tmp_path / "nope" / "o.mp4", 16, 16, Fraction(1, 25), None, lossless=False, overwrite=False)
@@ -307,6 +324,15 @@ def test_unusable_output_directory(tmp_path):
         VideoWriter(a_file / "o.mp4", 16, 16, Fraction(1, 25), None, lossless=False, overwrite=False)
     with pytest.raises(OutputError, match="directory"):
         write_png(tmp_path, np.zeros((4, 4, 3), np.uint8), overwrite=True)
+
+
+def test_unwritable_output_directory_simulated(tmp_path, monkeypatch):
+    """Runs as root too (root may write anywhere): the access check is simulated."""
+    import pipeline._encode as enc
+    monkeypatch.setattr(enc.os, "access", lambda *a, **k: False)
+    with pytest.raises(OutputError, match="not writable"):
+        VideoWriter(tmp_path / "o.mp4", 16, 16, Fraction(1, 25), None, lossless=False, overwrite=False)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root can write anywhere")
