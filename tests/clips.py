@@ -19,7 +19,7 @@ import numpy as np
 
 _DEFAULT_PIX_FMT = {"ffv1": "bgr0", "libx264": "yuv420p", "png": "rgb24", "mjpeg": "yuvj420p", "libwebp": "yuv420p"}
 _FORMAT_BY_SUFFIX = {".mkv": "matroska", ".mka": "matroska", ".mp4": "mp4", ".m4a": "mp4", ".mov": "mov",
-                     ".nut": "nut", ".avi": "avi"}
+                     ".nut": "nut", ".avi": "avi", ".h264": "h264"}
 
 
 def synthetic_frames(n: int, h: int, w: int, seed: int = 0, black_every: int = 4) -> np.ndarray:

@@ -85,6 +85,15 @@ def test_pts_preserved(tmp_path, suffix, codec, tb, pts):
     assert seconds(got, got_tb) == seconds(pts, tb)
 
 
+def test_missing_pts_are_synthesized(tmp_path):
+    """A raw H.264 elementary stream has no timestamps: pts are synthesized from the frame rate."""
+    frames = synthetic_frames(6, 24, 32, seed=9)
+    path = make_clip(tmp_path / "raw.h264", frames, codec="libx264")
+    got, pts, tb, _ = decode_all(path, batch_size=4)
+    assert got.shape == (6, 24, 32, 3)
+    assert seconds(pts, tb) == [Fraction(i, 25) for i in range(6)]
+
+
 @pytest.mark.parametrize("pix_fmt,codec,suffix,input_format", [
     ("yuv444p", "ffv1", ".mkv", "rgb24"),
     ("yuv420p10le", "ffv1", ".mkv", "rgb24"),
