@@ -129,7 +129,7 @@ class StandinCore(nn.Module):
         ccy = pos[:, 0] * cell_h
         ccx = pos[:, 1] * cell_w
         half_h = (1.9 * spread[:, 0] + 0.6) * cell_h
-        half_w = (1.9 * spread[:, 1] + 0.5) * cell_w
+        half_w = (1.9 * spread[:, 1] + 1.0) * cell_w
         boxes = torch.stack([(ccx - half_w).clamp(0.0, float(w)), (ccy - half_h).clamp(0.0, float(h)),
                              (ccx + half_w).clamp(0.0, float(w)), (ccy + half_h).clamp(0.0, float(h))], dim=1)
         keep = torch.ops.torchvision.nms(boxes, scores, self.nms_iou)[:self.max_people]

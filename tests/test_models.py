@@ -1,0 +1,383 @@
+"""Model resolution, loading, style detection, contract checks, and the stand-in models themselves."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import helpers  # noqa: F401  (puts scripts/ on sys.path)
+import make_standin_models
+from pipeline import _models
+from pipeline._errors import ModelError
+from pipeline._models import (DensePoseModel, MODEL_FILES, MODEL_REPO, load_model, resolve_model_path)
+
+H, W = 256, 448
+
+
+def _scene(blobs, background=20, h=H, w=W) -> torch.Tensor:
+    """uint8 HWC RGB image: a dark background with bright rectangles (y0, x0, y1, x1, rgb)."""
+    image = torch.full((h, w, 3), background, dtype=torch.uint8)
+    for y0, x0, y1, x1, rgb in blobs:
+        image[y0:y1, x0:x1] = torch.tensor(rgb, dtype=torch.uint8)
+    return image
+
+
+ONE = _scene([(60, 150, 200, 230, (200, 180, 160))])
+# two people side by side: their boxes overlap
+TWO = _scene([(40, 120, 220, 180, (220, 200, 180)), (50, 240, 230, 300, (190, 210, 230))])
+# three people, one cut by the right and bottom borders
+THREE = _scene([(20, 20, 140, 90, (220, 200, 180)), (80, 190, 250, 260, (200, 220, 200)),
+                (100, 370, 256, 448, (250, 250, 250))])
+
+
+def _tuple_run(model, image_hwc):
+    with torch.inference_mode():
+        return model(image_hwc.permute(2, 0, 1))
+
+
+def _iou(a, b) -> float:
+    x0, y0 = max(a[0], b[0]), max(a[1], b[1])
+    x1, y1 = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, x1 - x0) * max(0.0, y1 - y0)
+    area = lambda r: (r[2] - r[0]) * (r[3] - r[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+# --- the stand-ins ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("image", [torch.zeros((H, W, 3), dtype=torch.uint8),
+                                   torch.full((H, W, 3), 128, dtype=torch.uint8)], ids=["black", "uniform"])
+def test_standin_empty_frame_has_nobody(tuple_model, image):
+    boxes, coarse, fine, u, v = _tuple_run(tuple_model, image)
+    assert boxes.shape == (0, 4) and boxes.dtype == torch.float32
+    assert coarse.shape == (0, 2, 112, 112)
+    assert fine.shape == u.shape == v.shape == (0, 25, 112, 112)
+
+
+@pytest.mark.parametrize("image,expected", [(ONE, 1), (TWO, 2), (THREE, 3)], ids=["one", "two", "three"])
+def test_standin_people_follow_content(tuple_model, image, expected):
+    boxes, coarse, fine, u, v = _tuple_run(tuple_model, image)
+    assert boxes.shape[0] == expected
+    assert boxes.dtype == coarse.dtype == fine.dtype == u.dtype == v.dtype == torch.float32
+    assert (boxes[:, 0] >= 0).all() and (boxes[:, 1] >= 0).all()
+    assert (boxes[:, 2] <= W).all() and (boxes[:, 3] <= H).all()
+    assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
+    assert (boxes != boxes.round()).any(), "boxes should have fractional coordinates"
+    # a clear person/background split inside each box, and several parts
+    for i in range(expected):
+        foreground = coarse[i].argmax(0) > 0
+        assert 0.3 < foreground.float().mean() < 0.9
+        assert fine[i].argmax(0)[foreground].unique().numel() >= 8
+
+
+def test_standin_boxes_overlap_and_reach_the_border(tuple_model):
+    boxes = _tuple_run(tuple_model, TWO)[0].tolist()
+    assert _iou(boxes[0], boxes[1]) > 0
+    boxes = _tuple_run(tuple_model, THREE)[0]
+    assert (boxes[:, 2] == W).any() and (boxes[:, 3] == H).any()
+
+
+def test_standin_box_follows_the_person(tuple_model):
+    left = _tuple_run(tuple_model, _scene([(60, 40, 200, 120, (200, 200, 200))]))[0]
+    right = _tuple_run(tuple_model, _scene([(60, 300, 200, 380, (200, 200, 200))]))[0]
+    assert left.shape == right.shape == (1, 4)
+    assert right[0, 0] - left[0, 0] > 200
+
+
+def test_standin_logits_depend_on_content(tuple_model):
+    a = _tuple_run(tuple_model, ONE)
+    b = _tuple_run(tuple_model, _scene([(60, 150, 200, 230, (40, 90, 230))]))
+    assert a[0].shape == b[0].shape == (1, 4)
+    assert not torch.equal(a[2], b[2])
+
+
+def test_standin_deterministic_across_calls_and_save_load(tuple_model, standin_models):
+    first = _tuple_run(tuple_model, THREE)
+    second = _tuple_run(tuple_model, THREE)
+    fresh = _tuple_run(make_standin_models.build_standin("tuple", seed=0), THREE)
+    for x, y, z in zip(first, second, fresh):
+        assert torch.equal(x, y) and torch.equal(x, z)
+    other_seed = _tuple_run(make_standin_models.build_standin("tuple", seed=1), THREE)
+    assert not torch.equal(first[2], other_seed[2])
+
+
+@pytest.fixture(scope="module")
+def dict_model(standin_models):
+    import warnings
+
+    import torchvision  # noqa: F401
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(standin_models["dict"])).eval()
+
+
+@pytest.mark.parametrize("image", [ONE, THREE, torch.zeros((64, 64, 3), dtype=torch.uint8)], ids=["one", "three", "black"])
+def test_standin_tuple_and_dict_agree(tuple_model, dict_model, image):
+    expected = _tuple_run(tuple_model, image)
+    with torch.inference_mode():
+        from_bgr = dict_model(image.flip(-1).contiguous())
+        from_rgb = dict_model(image, False)
+        from_chw = dict_model(image.flip(-1).permute(2, 0, 1).contiguous(), True)
+    for out in (from_bgr, from_rgb, from_chw):
+        assert torch.equal(out["pred_boxes"], expected[0])
+        for key, value in zip(_models.DICT_KEYS[1:], expected[1:]):
+            assert torch.equal(out[key], value)
+        n = expected[0].shape[0]
+        assert out["scores"].shape == (n,) and out["scores"].dtype == torch.float32
+        assert out["pred_classes"].shape == (n,) and out["pred_classes"].dtype == torch.int64
+
+
+def test_standin_cli_writes_both_styles(tmp_path):
+    assert make_standin_models.main([str(tmp_path), "--seed", "3", "--size", "56"]) == 0
+    for style in ("tuple", "dict"):
+        model = load_model(tmp_path / f"standin_{style}.torchscript", "cpu")
+        assert model.style == style
+        assert model.detect(ONE).fine_segm.shape == (1, 25, 56, 56)
+
+
+# --- resolution ------------------------------------------------------------------------------------
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A private HF_HOME, offline, and a hf_hub_download that fails the test if anything calls it."""
+    import huggingface_hub
+
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append((args, kwargs))
+        raise AssertionError("hf_hub_download must not be called")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
+    return home, calls
+
+
+def _populate_cache(home, filename, payload=b"weights") -> None:
+    """The real huggingface_hub cache layout for MODEL_REPO, with one file at a fake commit."""
+    repo_dir = home / "hub" / ("models--" + MODEL_REPO.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    blob = repo_dir / "blobs" / "fakeblobsha"
+    blob.parent.mkdir()
+    blob.write_bytes(payload)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / filename).symlink_to(blob)
+
+
+def test_resolve_local_path(tmp_path, hub):
+    path = tmp_path / "my model.pt"
+    path.write_bytes(b"x")
+    assert resolve_model_path(str(path), None) == path
+
+
+@pytest.mark.parametrize("spec", ["missing/dir/model.torchscript", "nowhere.pt"])
+def test_resolve_nonexistent_path(spec, hub):
+    with pytest.raises(ModelError, match="not found: .*" + spec.split("/")[-1]):
+        resolve_model_path(spec, None)
+
+
+def test_resolve_unknown_spec(hub):
+    with pytest.raises(ModelError, match=r"unknown model 'r18'.*r50, r101, densepose_r50_fpn_dl.torchscript"):
+        resolve_model_path("r18", None)
+
+
+@pytest.mark.parametrize("spec", ["r50", "r101", MODEL_FILES["r50"], MODEL_FILES["r101"]])
+def test_resolve_from_model_dir(tmp_path, hub, spec):
+    for filename in MODEL_FILES.values():
+        (tmp_path / filename).write_bytes(b"x")
+    expected = tmp_path / MODEL_FILES.get(spec, spec)
+    assert resolve_model_path(spec, str(tmp_path)) == expected
+    assert not hub[1]
+
+
+def test_resolve_offline_cache_miss_names_every_way_out(tmp_path, hub):
+    with pytest.raises(ModelError) as info:
+        resolve_model_path("r50", str(tmp_path / "empty"))
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("densepose_r50_fpn_dl.torchscript", "--model PATH", "DENSEVID_MODEL_DIR", "offline",
+                 f"hf download {MODEL_REPO} densepose_r50_fpn_dl.torchscript"):
+        assert part in message
+    assert not hub[1]
+
+
+def test_resolve_offline_argument_wins_over_environment(monkeypatch, hub):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    with pytest.raises(ModelError, match="offline"):
+        resolve_model_path("r101", None, offline=True)
+    assert not hub[1]
+
+
+def test_resolve_offline_cache_hit(hub):
+    home, calls = hub
+    _populate_cache(home, MODEL_FILES["r101"])
+    path = resolve_model_path("r101", None)
+    assert path.name == MODEL_FILES["r101"] and path.read_bytes() == b"weights"
+    assert str(path).startswith(str(home))
+    with pytest.raises(ModelError, match="densepose_r50_fpn_dl"):
+        resolve_model_path("r50", None)  # only r101 is cached
+    assert not calls
+
+
+def test_resolve_online_downloads_into_hf_home(monkeypatch, hub, tmp_path):
+    import huggingface_hub
+
+    home, _ = hub
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    seen = {}
+
+    def fake_download(repo_id, filename, **kwargs):
+        seen.update(repo_id=repo_id, filename=filename, **kwargs)
+        target = tmp_path / filename
+        target.write_bytes(b"x")
+        return str(target)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    assert resolve_model_path("r50", None) == tmp_path / MODEL_FILES["r50"]
+    assert seen["repo_id"] == MODEL_REPO and seen["filename"] == MODEL_FILES["r50"]
+    assert str(seen["cache_dir"]) == str(home / "hub")
+
+
+def test_resolve_online_download_failure(monkeypatch, hub):
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+
+    def failing_download(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
+    with pytest.raises(ModelError, match=r"download failed: OSError: Network is unreachable.*hf download"):
+        resolve_model_path("r50", None)
+
+
+# --- loading ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("style", ["tuple", "dict"])
+def test_load_detects_style(standin_models, style):
+    model = load_model(standin_models[style], "cpu")
+    assert isinstance(model, DensePoseModel)
+    assert model.style == style and model.path == standin_models[style] and model.device == torch.device("cpu")
+
+
+def test_both_styles_give_identical_detections(standin_models):
+    tuple_style = load_model(standin_models["tuple"], "cpu")
+    dict_style = load_model(standin_models["dict"], torch.device("cpu"), half=True)
+    assert not dict_style.half  # ignored on CPU
+    for image in (ONE, THREE, torch.zeros((32, 48, 3), dtype=torch.uint8)):
+        a, b = tuple_style.detect(image), dict_style.detect(image)
+        assert len(a) == len(b)
+        for field in ("boxes_xyxy", "coarse_segm", "fine_segm", "u", "v"):
+            assert torch.equal(getattr(a, field), getattr(b, field))
+    assert len(tuple_style.detect(THREE)) == 3 and tuple_style.detect(THREE).boxes_xyxy.dtype == torch.float32
+
+
+def test_detect_rejects_wrong_input(standin_models):
+    model = load_model(standin_models["tuple"], "cpu")
+    with pytest.raises(TypeError):
+        model.detect(ONE.float())
+    with pytest.raises(ValueError):
+        model.detect(ONE.permute(2, 0, 1))
+
+
+def test_load_not_torchscript(tmp_path):
+    path = tmp_path / "garbage.torchscript"
+    path.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(ModelError, match=r"garbage\.torchscript is not a TorchScript model.*expected"):
+        load_model(path, "cpu")
+
+
+def test_load_missing_file(tmp_path):
+    with pytest.raises(ModelError, match="not found"):
+        load_model(tmp_path / "absent.torchscript", "cpu")
+
+
+class _SingleTensor(torch.nn.Module):
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return image.float().mean().reshape(1)
+
+
+class _WrongChannels(torch.nn.Module):
+    def forward(self, image: torch.Tensor):
+        n = 1
+        s = 8
+        return (torch.zeros(n, 4), torch.zeros(n, 3, s, s), torch.zeros(n, 25, s, s),
+                torch.zeros(n, 25, s, s), torch.zeros(n, 25, s, s))
+
+
+class _MissingKeys(torch.nn.Module):
+    def forward(self, image: torch.Tensor, bgr: bool = True) -> dict[str, torch.Tensor]:
+        return {"pred_boxes": torch.zeros(0, 4)}
+
+
+class _BreaksOnRealFrames(torch.nn.Module):
+    """Honours the contract on a black probe, returns a box without dense outputs otherwise."""
+
+    def forward(self, image: torch.Tensor):
+        n = 1 if bool(image.any()) else 0
+        return (torch.zeros(n, 4), torch.zeros(0, 2, 8, 8), torch.zeros(0, 25, 8, 8),
+                torch.zeros(0, 25, 8, 8), torch.zeros(0, 25, 8, 8))
+
+
+def _script(tmp_path, module, name):
+    path = tmp_path / name
+    torch.jit.script(module).save(str(path))
+    return path
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_load_wrong_contract_single_tensor(tmp_path):
+    path = _script(tmp_path, _SingleTensor(), "single.pt")
+    with pytest.raises(ModelError, match=r"single\.pt does not honour the model contract.*expected forward"):
+        load_model(path, "cpu")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_load_wrong_contract_shapes_found_by_probe(tmp_path):
+    path = _script(tmp_path, _WrongChannels(), "channels.pt")
+    with pytest.raises(ModelError, match=r"channels\.pt does not honour the tuple-style model contract.*"
+                                         r"coarse_segm of shape \[1, 3, 8, 8\]"):
+        load_model(path, "cpu")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_load_dict_missing_keys(tmp_path):
+    path = _script(tmp_path, _MissingKeys(), "keys.pt")
+    with pytest.raises(ModelError, match=r"dict-style model contract.*without pred_densepose_coarse_segm"):
+        load_model(path, "cpu")
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_runtime_contract_violation(tmp_path):
+    model = load_model(_script(tmp_path, _BreaksOnRealFrames(), "later.pt"), "cpu")
+    assert model.style == "tuple"
+    with pytest.raises(ModelError, match="contract.*for 1 boxes"):
+        model.detect(ONE)
+
+
+def test_load_unknown_torchvision_op(monkeypatch, standin_models):
+    def fake_load(*args, **kwargs):
+        raise RuntimeError("\nUnknown builtin op: torchvision::nms.\nCould not find any similar ops to "
+                           "torchvision::nms. This op may not exist or may not be currently supported in TorchScript.")
+
+    monkeypatch.setattr(torch.jit, "load", fake_load)
+    with pytest.raises(ModelError, match=r"standin_tuple.*torchvision.*torch .* and torchvision .* versions don't match") \
+            as info:
+        load_model(standin_models["tuple"], "cpu")
+    assert torch.__version__ in str(info.value) and "\n" not in str(info.value)
+
+
+def test_torchvision_import_failure(monkeypatch, standin_models):
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
+    with pytest.raises(ModelError, match="torchvision.*versions don't match"):
+        load_model(standin_models["tuple"], "cpu")
