@@ -42,6 +42,8 @@ converted with ``.float()`` exactly as the reference does).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -173,128 +175,174 @@ def _max4(t):
     return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
 
 
-class _InstanceCells:
-    """Per-cell decisions for one instance's logits (float32 [2, Sh, Sw] and [25, Sh, Sw])."""
+def _bilerp_table(table: torch.Tensor, wx0, wx1, wy0, wy1) -> torch.Tensor:
+    """Plain float32 bilinear of per-pixel corner values ``table[..., 4]`` (corner order 00, 01, 10, 11)."""
+    t00, t01, t10, t11 = table.unbind(-1)
+    return (t00 * wx0 + t01 * wx1) * wy0 + (t10 * wx0 + t11 * wx1) * wy1
 
-    def __init__(self, coarse: torch.Tensor, fine: torch.Tensor):
+
+def _margin(t: torch.Tensor) -> float:
+    """Decision margin for one instance's logits: inf/NaN when any logit is not finite."""
+    lo, hi = torch.aminmax(t)
+    lo, hi = float(lo), float(hi)
+    if math.isnan(lo) or math.isnan(hi):  # aminmax propagates NaN
+        return math.nan
+    return _REL_MARGIN * max(abs(lo), abs(hi)) + _ABS_MARGIN
+
+
+class _InstanceCells:
+    """Per-cell decisions for one instance's float32 logits ([2, Sh, Sw] and [C, Sh, Sw]).
+
+    Codes: 0..24 decided label, ``_MIXED`` undecided. For undecided cells, per-cell tables of corner
+    values let each pixel compute an approximate bilinear value with one row gather; a pixel is
+    decided from that approximation unless it is within the margin of a tie, where it is computed
+    exactly.
+    """
+
+    _BUCKETS = (2, 4)  # candidate-count buckets (last bucket: all channels that may win)
+
+    def __init__(self, coarse: torch.Tensor, fine: torch.Tensor, c_margin: float, f_margin: float):
         self.coarse, self.fine = coarse, fine
-        self.Sh, self.Sw = coarse.shape[-2:]
-        self.n_fine = fine.shape[0]
-        self.c_margin = c_margin = _REL_MARGIN * float(coarse.abs().max()) + _ABS_MARGIN
-        self.f_margin = _REL_MARGIN * float(fine.abs().max()) + _ABS_MARGIN
+        self.c_margin, self.f_margin = c_margin, f_margin
+        Sh, Sw = self.Sh, self.Sw = coarse.shape[-2:]
+        C = self.n_fine = fine.shape[0]
         d = coarse[1] - coarse[0]  # fg iff > 0
-        self.fg_safe = _min4(d) > c_margin
-        bg_safe = _max4(d) < -c_margin
-        if self.n_fine >= 2:
-            top = fine.topk(2, dim=0)
-            best, gap = top.indices[0], top.values[0] - top.values[1]
+        dc = _corner_views(d)
+        self.fg_safe = (torch.minimum(torch.minimum(dc[0], dc[1]), torch.minimum(dc[2], dc[3])) > c_margin)
+        bg_safe = torch.maximum(torch.maximum(dc[0], dc[1]), torch.maximum(dc[2], dc[3])) < -c_margin
+        self.d_table = torch.stack(dc, -1).reshape(Sh * Sw, 4)
+        if C >= 2:
+            top, best = fine.max(0)
+            second = fine.scatter(0, best[None], -_INF).amax(0)
+            gap = top - second
         else:
-            best = torch.zeros((self.Sh, self.Sw), dtype=torch.long)
-            gap = torch.full((self.Sh, self.Sw), _INF)
-        same = (_min4(best) == _max4(best))
-        self.fine_safe = same & (_min4(gap) > self.f_margin)
-        code = torch.full((self.Sh, self.Sw), _MIXED, dtype=torch.uint8)
-        code[self.fg_safe & self.fine_safe] = best[self.fg_safe & self.fine_safe].to(torch.uint8)
+            best = torch.zeros((Sh, Sw), dtype=torch.long)
+            gap = torch.full((Sh, Sw), _INF)
+        self.fine_safe = (_min4(best) == _max4(best)) & (_min4(gap) > f_margin)
+        code = torch.full((Sh, Sw), _MIXED, dtype=torch.uint8)
+        decided = self.fg_safe & self.fine_safe
+        code[decided] = best[decided].to(torch.uint8)
         code[bg_safe] = 0
         self.code = code
-        self.best = best
-
-    def candidates(self, cell_ids: torch.Tensor):
-        """For fine-undecided cells (flat ids, unique): [M, K] channel candidates and a validity mask."""
-        Sh, Sw, C = self.Sh, self.Sw, self.n_fine
-        r = torch.div(cell_ids, Sw, rounding_mode="floor")
-        c = cell_ids - r * Sw
+        self.best_flat = best.reshape(-1).to(torch.uint8)
+        self.fg_flat = self.fg_safe.reshape(-1)
+        self.fine_safe_flat = self.fine_safe.reshape(-1)
+        # candidate tables for cells whose fine argmax is undecided (and that are not surely bg)
+        self.group = torch.full((Sh * Sw,), -1, dtype=torch.long)
+        self.row = torch.zeros((Sh * Sw,), dtype=torch.long)
+        self.tables: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        ids = (~self.fine_safe & ~bg_safe).reshape(-1).nonzero(as_tuple=True)[0]
+        if ids.numel() == 0:
+            return
+        r = torch.div(ids, Sw, rounding_mode="floor")
+        c = ids - r * Sw
         r1 = torch.clamp(r + 1, max=Sh - 1)
         c1 = torch.clamp(c + 1, max=Sw - 1)
-        f = self.fine.reshape(C, Sh * Sw)
-        corners = torch.stack([f[:, r * Sw + c], f[:, r * Sw + c1], f[:, r1 * Sw + c], f[:, r1 * Sw + c1]])  # [4, C, M]
-        lo = corners.amin(0)  # [C, M]
-        hi = corners.amax(0)
-        floor_best = lo.amax(0)  # [M]
-        possible = hi >= (floor_best - self.f_margin)[None]  # [C, M]
-        k = int(possible.sum(0).max())
-        # top-k by hi contains every possible channel (all with hi >= threshold); extras are masked.
+        f = fine.reshape(C, Sh * Sw)
+        corners = torch.stack([f.index_select(1, r * Sw + c), f.index_select(1, r * Sw + c1),
+                               f.index_select(1, r1 * Sw + c), f.index_select(1, r1 * Sw + c1)], -1)  # [C, M, 4]
+        lo = corners.amin(-1)
+        hi = corners.amax(-1)
+        possible = hi >= (lo.amax(0) - f_margin)[None]  # [C, M]: channels that may win somewhere in the cell
+        count = possible.sum(0)
         hi_m = torch.where(possible, hi, -_INF).t()  # [M, C]
-        top = hi_m.topk(k, dim=1)
-        return top.indices, top.values > -_INF
+        corners = corners.permute(1, 0, 2)  # [M, C, 4]
+        lower = 0
+        for g, upper in enumerate(self._BUCKETS + (C,)):
+            in_group = ((count > lower) & (count <= upper)).nonzero(as_tuple=True)[0]
+            lower = upper
+            if in_group.numel() == 0:
+                continue
+            k = min(int(count[in_group].max()), C)
+            top = hi_m.index_select(0, in_group).topk(k, dim=1)
+            cand, valid = top.indices, top.values > -_INF  # every possible channel is in the top k
+            table = corners.index_select(0, in_group).gather(1, cand[..., None].expand(-1, -1, 4))
+            self.group[ids[in_group]] = len(self.tables)
+            self.row[ids[in_group]] = torch.arange(in_group.numel())
+            self.tables.append((cand, valid, table))
 
 
-# --------------------------------------------------------------------------------------------
-
-
-def _mixed_pixel_labels(cells: _InstanceCells, coarse, fine, R0, R1, C0, C1, WY0, WY1, WX0, WX1):
+def _mixed_pixel_labels(cells: _InstanceCells, R0, R1, C0, C1, WY0, WY1, WX0, WX1):
     """Exact labels (uint8 [P]) of pixels whose cell is undecided."""
-    Sh, Sw = cells.Sh, cells.Sw
-    plane = Sh * Sw
+    coarse, fine = cells.coarse, cells.fine
+    Sw = cells.Sw
+    plane = cells.Sh * Sw
     cell = R0 * Sw + C0
     pts = (cell, R0 * Sw + C1, R1 * Sw + C0, R1 * Sw + C1)
     wts = (WX0, WX1, WY0, WY1)
     result = torch.zeros(cell.shape, dtype=torch.uint8)
     # coarse: fg where decided by the cell, else per pixel (approximate, then exact on near-ties)
-    fg = cells.fg_safe.reshape(-1)[cell]
+    fg = cells.fg_flat.index_select(0, cell)
     cmix = ~fg  # bg-safe cells never reach here (their code is 0)
-    if bool(cmix.any()):
-        sel = cmix.nonzero(as_tuple=True)[0]
-        cflat = coarse.reshape(-1)
-        args = tuple(p[sel] for p in pts + wts)
-        d = (_bilinear_approx(cflat, *(p + plane for p in args[:4]), *args[4:])
-             - _bilinear_approx(cflat, *args))
+    sel = cmix.nonzero(as_tuple=True)[0]
+    if sel.numel():
+        w_sel = [w.index_select(0, sel) for w in wts]
+        d = _bilerp_table(cells.d_table.index_select(0, cell.index_select(0, sel)), *w_sel)
         fg_sel = d > 0
-        close = d.abs() <= cells.c_margin
-        if bool(close.any()):
-            ci = close.nonzero(as_tuple=True)[0]
-            cargs = tuple(a[ci] for a in args)
+        close = (d.abs() <= cells.c_margin).nonzero(as_tuple=True)[0]
+        if close.numel():
+            ci = sel.index_select(0, close)
+            cargs = tuple(a.index_select(0, ci) for a in pts + wts)
+            cflat = coarse.reshape(-1)
             v0 = _bilinear_points(cflat, *cargs)
             v1 = _bilinear_points(cflat, *(p + plane for p in cargs[:4]), *cargs[4:])
-            fg_sel[ci] = v1 > v0
+            fg_sel[close] = v1 > v0
         fg[sel] = fg_sel
     # fine: decided cells give their best channel, others per pixel over the cell's candidates
-    fsafe = cells.fine_safe.reshape(-1)[cell]
-    take = fg & fsafe
-    result[take] = cells.best.reshape(-1)[cell[take]].to(torch.uint8)
-    fmix = fg & ~fsafe
-    if bool(fmix.any()):
-        sel = fmix.nonzero(as_tuple=True)[0]
-        ucells, inverse = torch.unique(cell[sel], return_inverse=True)
-        cand, valid = cells.candidates(ucells)  # [M, K]
-        cand, valid = cand[inverse], valid[inverse]  # [P, K]
-        off = cand * plane
-        args = tuple(p[sel][:, None] + off for p in pts) + tuple(w[sel][:, None] for w in wts)
-        fflat = fine.reshape(-1)
-        vals = torch.where(valid, _bilinear_approx(fflat, *args), -_INF)
-        top = vals.topk(2, dim=1) if vals.shape[1] >= 2 else None
-        if top is None:
-            winner = cand[:, 0]
-        else:
-            winner = cand.gather(1, top.indices[:, :1])[:, 0]
-            close = (top.values[:, 0] - top.values[:, 1]) <= cells.f_margin
-            if bool(close.any()):
-                ci = close.nonzero(as_tuple=True)[0]
-                cargs = tuple(a[ci] for a in args)
-                exact = torch.where(valid[ci], _bilinear_points(fflat, *cargs), -_INF)
-                vmax = exact.amax(1, keepdim=True)
-                # argmax with ties to the lowest channel index, like torch.argmax over all channels
-                winner[ci] = torch.where((exact == vmax) & valid[ci], cand[ci], 1 << 30).amin(1)
+    take = fg & cells.fine_safe_flat.index_select(0, cell)
+    result[take] = cells.best_flat.index_select(0, cell[take])
+    fmix = fg & ~take
+    if not bool(fmix.any()):
+        return result
+    grp = torch.where(fmix, cells.group.index_select(0, cell), -1)
+    fflat = fine.reshape(-1)
+    for g, (cand_t, valid_t, table_t) in enumerate(cells.tables):
+        sel = (grp == g).nonzero(as_tuple=True)[0]
+        if sel.numel() == 0:
+            continue
+        rows = cells.row.index_select(0, cell.index_select(0, sel))
+        cand, valid = cand_t.index_select(0, rows), valid_t.index_select(0, rows)
+        w_sel = [w.index_select(0, sel)[:, None] for w in wts]
+        vals = torch.where(valid, _bilerp_table(table_t.index_select(0, rows), *w_sel), -_INF)
+        top, arg = vals.max(1)
+        second = vals.scatter(1, arg[:, None], -_INF).amax(1)
+        winner = cand.gather(1, arg[:, None])[:, 0]
+        close = ((top - second) <= cells.f_margin).nonzero(as_tuple=True)[0]
+        if close.numel():
+            ci = sel.index_select(0, close)
+            c_cand, c_valid = cand.index_select(0, close), valid.index_select(0, close)
+            off = c_cand * plane
+            cargs = tuple(p.index_select(0, ci)[:, None] + off for p in pts)
+            cargs += tuple(w.index_select(0, ci)[:, None] for w in wts)
+            exact = torch.where(c_valid, _bilinear_points(fflat, *cargs), -_INF)
+            vmax = exact.amax(1, keepdim=True)
+            # argmax with ties to the lowest channel index, like torch.argmax over all channels
+            winner[close] = torch.where((exact == vmax) & c_valid, c_cand, 1 << 30).amin(1)
         result[sel] = winner.to(torch.uint8)
     return result
 
 
 def _paint_instance_fast(sub: torch.Tensor, open_mask, coarse: torch.Tensor, fine: torch.Tensor,
-                         h: int, w: int, oy: int, ox: int) -> None:
+                         h: int, w: int, oy: int, ox: int, c_margin: float, f_margin: float) -> None:
     """Paint one instance into ``sub`` (a canvas view of the clipped box, offset oy, ox in the box)."""
     hh, ww = sub.shape
     Sh, Sw = coarse.shape[-2:]
-    cells = _InstanceCells(coarse, fine)
+    cells = _InstanceCells(coarse, fine, c_margin, f_margin)
     r0, r1, wy0, wy1 = _axis_taps(Sh, h, torch.arange(oy, oy + hh))
     c0, c1, wx0, wx1 = _axis_taps(Sw, w, torch.arange(ox, ox + ww))
     labels = cells.code.index_select(0, r0).index_select(1, c0)  # [hh, ww] uint8
     need = labels == _MIXED
     if open_mask is not None:
         need &= open_mask
-    py, px = need.nonzero(as_tuple=True)
-    if py.numel():
-        labels.view(-1)[py * ww + px] = _mixed_pixel_labels(cells, coarse, fine, r0[py], r1[py], c0[px],
-                                                            c1[px], wy0[py], wy1[py], wx0[px], wx1[px])
+    flat = need.view(-1).nonzero(as_tuple=True)[0]
+    if flat.numel():
+        py = torch.div(flat, ww, rounding_mode="floor")
+        px = flat - py * ww
+        rows = [t.index_select(0, py) for t in (r0, r1)]
+        cols = [t.index_select(0, px) for t in (c0, c1)]
+        labels.view(-1)[flat] = _mixed_pixel_labels(cells, rows[0], rows[1], cols[0], cols[1],
+                                                    wy0.index_select(0, py), wy1.index_select(0, py),
+                                                    wx0.index_select(0, px), wx1.index_select(0, px))
     # (pixels of mixed cells that are not open keep code 255; they are masked below)
     if open_mask is None:
         sub.copy_(labels)
@@ -344,10 +392,13 @@ def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_
         coarse = coarse_segm[i].detach().cpu()
         fine = fine_segm[i].detach().cpu()
         coarse_f, fine_f = coarse.float(), fine.float()
-        use_fast = (fast_ok and _uses_generic_kernel(coarse_f, h, w) and _uses_generic_kernel(fine_f, h, w)
-                    and bool(torch.isfinite(coarse_f).all()) and bool(torch.isfinite(fine_f).all()))
-        paint = _paint_instance_fast if use_fast else _paint_instance_reference
-        paint(sub, open_mask, coarse_f if use_fast else coarse, fine_f if use_fast else fine,
-              h, w, cy0 - y, cx0 - x)
+        use_fast = fast_ok and _uses_generic_kernel(coarse_f, h, w) and _uses_generic_kernel(fine_f, h, w)
+        if use_fast:
+            c_margin, f_margin = _margin(coarse_f), _margin(fine_f)
+            use_fast = math.isfinite(c_margin) and math.isfinite(f_margin)  # NaN/inf: reference path
+        if use_fast:
+            _paint_instance_fast(sub, open_mask, coarse_f, fine_f, h, w, cy0 - y, cx0 - x, c_margin, f_margin)
+        else:
+            _paint_instance_reference(sub, open_mask, coarse, fine, h, w, cy0 - y, cx0 - x)
         painted_any = True
     return canvas
