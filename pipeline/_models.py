@@ -142,7 +142,7 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
     cache_dir = _hf_cache_dir()
     looked.append(f"hub cache {cache_dir}")
     is_offline = _hf_offline() if offline is None else bool(offline)
-    reason = "offline (HF_HUB_OFFLINE)" if is_offline else ""
+    reason = ("offline: HF_HUB_OFFLINE is set" if offline is None else "offline") if is_offline else ""
     try:
         import huggingface_hub
     except ImportError as exc:  # pragma: no cover - a dependency of the project
@@ -157,7 +157,10 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
                 downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir))
                 return Path(downloaded)
             except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
-                reason = f"download failed: {type(exc).__name__}: {_one_line(exc, 120)}"
+                if type(exc).__name__ == "LocalEntryNotFoundError":  # what huggingface_hub raises with no network
+                    reason = "download failed: the hub is unreachable (no network?)"
+                else:
+                    reason = f"download failed: {type(exc).__name__}: {_one_line(exc, 120)}"
     raise ModelError(
         f"model file {filename} not found (looked in {'; '.join(looked)}) and not downloaded ({reason}); "
         f"provide it with --model PATH, put it in the directory named by DENSEVID_MODEL_DIR, "

@@ -248,16 +248,23 @@ def test_resolve_online_downloads_into_hf_home(monkeypatch, hub, tmp_path):
     assert str(seen["cache_dir"]) == str(home / "hub")
 
 
-def test_resolve_online_download_failure(monkeypatch, hub):
+@pytest.mark.parametrize("error,reason", [
+    (OSError("Network is unreachable"), "download failed: OSError: Network is unreachable"),
+    ("LocalEntryNotFoundError", "download failed: the hub is unreachable"),
+])
+def test_resolve_online_download_failure(monkeypatch, hub, error, reason):
     import huggingface_hub
+    from huggingface_hub.utils import LocalEntryNotFoundError
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    if error == "LocalEntryNotFoundError":
+        error = LocalEntryNotFoundError("An error happened while trying to locate the file on the Hub")
 
     def failing_download(*args, **kwargs):
-        raise OSError("Network is unreachable")
+        raise error
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
-    with pytest.raises(ModelError, match=r"download failed: OSError: Network is unreachable.*hf download"):
+    with pytest.raises(ModelError, match=reason + r".*hf download"):
         resolve_model_path("r50", None)
 
 
