@@ -1,0 +1,95 @@
+"""Backend dispatch for the label render and the hint (labels coloured through a LUT).
+
+Backends:
+
+* ``"reference"`` -- :func:`kernels.reference.render_labels_reference` (slow, the definition).
+* ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference.
+* ``"triton"`` -- :func:`kernels.render_triton.render_labels_triton` (CUDA tensors, or CPU tensors
+  under ``TRITON_INTERPRET=1``); agreement >= ``TRITON_MIN_AGREEMENT`` is the contract.
+* ``"auto"`` -- triton when the logits are on CUDA and triton imports, else cpu.
+
+Inputs: ``boxes_xyxy`` [N, 4], ``coarse_segm`` [N, 2, S, S], ``fine_segm`` [N, 25, S, S] (S >= 1;
+N may be 0), float16 or float32 logits, always computed in float32 (``.float()``, as the
+reference). The cpu/reference backends compute on the CPU and return the result on the logits'
+device. Inputs are never modified.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .reference import colorize_reference, render_labels_reference
+from .render_cpu import render_labels_cpu
+
+BACKENDS = ("auto", "reference", "cpu", "triton")
+_N_COARSE = 2
+_N_FINE = 25
+
+
+def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown render backend {backend!r}; allowed: {', '.join(BACKENDS)}")
+    for name, t in (("boxes_xyxy", boxes_xyxy), ("coarse_segm", coarse_segm), ("fine_segm", fine_segm)):
+        if not isinstance(t, torch.Tensor):
+            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if int(height) < 1 or int(width) < 1:
+        raise ValueError(f"height and width must be >= 1, got {height}x{width}")
+    if boxes_xyxy.ndim != 2 or boxes_xyxy.shape[1] != 4:
+        raise ValueError(f"boxes_xyxy must have shape [N, 4], got {list(boxes_xyxy.shape)}")
+    n = boxes_xyxy.shape[0]
+    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != _N_COARSE:
+        raise ValueError(f"coarse_segm must have shape [{n}, {_N_COARSE}, S, S], got {list(coarse_segm.shape)}")
+    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != _N_FINE:
+        raise ValueError(f"fine_segm must have shape [{n}, {_N_FINE}, S, S], got {list(fine_segm.shape)}")
+    if coarse_segm.shape[2:] != fine_segm.shape[2:] or min(coarse_segm.shape[2:]) < 1:
+        raise ValueError(f"coarse_segm and fine_segm must share a spatial size S x S >= 1, "
+                         f"got {list(coarse_segm.shape[2:])} and {list(fine_segm.shape[2:])}")
+    for name, t in (("coarse_segm", coarse_segm), ("fine_segm", fine_segm)):
+        if not t.is_floating_point():
+            raise ValueError(f"{name} must hold float logits, got {t.dtype}")
+
+
+def _triton_importable() -> bool:
+    from .render_triton import triton_available
+
+    return triton_available()
+
+
+def _resolve(backend: str, device: torch.device) -> str:
+    if backend == "auto":
+        return "triton" if device.type == "cuda" and _triton_importable() else "cpu"
+    return backend
+
+
+def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
+                  height: int, width: int, backend: str = "auto") -> torch.Tensor:
+    """uint8 [height, width] part labels (0 = background), on the logits' device."""
+    _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
+    height, width = int(height), int(width)
+    device = coarse_segm.device
+    chosen = _resolve(backend, device)
+    if chosen == "triton":
+        from .render_triton import render_labels_triton
+
+        return render_labels_triton(boxes_xyxy, coarse_segm, fine_segm, height, width)
+    fn = render_labels_reference if chosen == "reference" else render_labels_cpu
+    return fn(boxes_xyxy, coarse_segm, fine_segm, height, width).to(device)
+
+
+def render_hint(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
+                height: int, width: int, lut_rgb: torch.Tensor, backend: str = "auto") -> torch.Tensor:
+    """uint8 [height, width, 3] RGB hint (``lut_rgb[labels]``), on the logits' device.
+
+    With the triton backend the colouring is fused into the kernel.
+    """
+    _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
+    if not isinstance(lut_rgb, torch.Tensor) or lut_rgb.shape != (_N_FINE, 3):
+        raise ValueError(f"lut_rgb must be a [25, 3] tensor, got {getattr(lut_rgb, 'shape', type(lut_rgb))}")
+    height, width = int(height), int(width)
+    device = coarse_segm.device
+    if _resolve(backend, device) == "triton":
+        from .render_triton import render_hint_triton
+
+        return render_hint_triton(boxes_xyxy, coarse_segm, fine_segm, height, width, lut_rgb.to(torch.uint8))
+    labels = render_labels(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
+    return colorize_reference(labels, lut_rgb.to(device=labels.device, dtype=torch.uint8))
