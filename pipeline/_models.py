@@ -49,9 +49,19 @@ STYLES = ("tuple", "dict")
 _TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 
 
+def _hub_cli() -> str:
+    """The command-line tool the installed huggingface_hub provides: ``hf`` (>= 0.34) or ``huggingface-cli``."""
+    try:
+        from importlib.metadata import distribution
+        scripts = {ep.name for ep in distribution("huggingface_hub").entry_points if ep.group == "console_scripts"}
+    except Exception:
+        return "hf"
+    return "huggingface-cli" if "hf" not in scripts and "huggingface-cli" in scripts else "hf"
+
+
 def download_command(filename: str) -> str:
-    """The shell command that puts ``filename`` into the hub cache (the installed huggingface_hub ships ``hf``)."""
-    return f"hf download {MODEL_REPO} {filename}"
+    """The shell command that puts ``filename`` into the hub cache, for the installed huggingface_hub."""
+    return f"{_hub_cli()} download {MODEL_REPO} {filename}"
 
 
 # --- resolution -----------------------------------------------------------------------------------
