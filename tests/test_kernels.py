@@ -1,0 +1,226 @@
+"""Parity of the fast render paths with the plain reference (kernels/reference.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import REPO_ROOT, assert_exact, assert_labels_agree
+
+from kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
+from kernels.render_cpu import emulation_matches_torch, render_labels_cpu
+
+
+def _smooth(gen, c, s, low=6, amp=3.0):
+    z = torch.randn(1, c, low, low, generator=gen) * amp
+    return F.interpolate(z, size=(s, s), mode="bicubic", align_corners=False)[0]
+
+
+def make_case(seed, n, s, height, width, smooth=True, boxes=None):
+    gen = torch.Generator().manual_seed(seed)
+    if boxes is None:
+        xy = torch.rand(n, 2, generator=gen) * torch.tensor([width, height]) * 1.1 - 0.1 * torch.tensor([width, height])
+        wh = (torch.rand(n, 2, generator=gen) * 0.8 + 0.1) * torch.tensor([width, height])
+        boxes = torch.cat([xy, xy + wh], 1)
+    if smooth:
+        coarse = torch.stack([_smooth(gen, 2, s) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)]) \
+            if n else torch.zeros(0, 2, s, s)
+        fine = torch.stack([_smooth(gen, 25, s) for _ in range(n)]) if n else torch.zeros(0, 25, s, s)
+    else:
+        coarse = torch.randn(n, 2, s, s, generator=gen)
+        fine = torch.randn(n, 25, s, s, generator=gen)
+    return boxes.float(), coarse, fine, height, width
+
+
+def check_cpu(boxes, coarse, fine, height, width):
+    args = (boxes, coarse, fine, height, width)
+    before = [t.clone() for t in args[:3]]
+    expected = render_labels_reference(*args)
+    actual = render_labels_cpu(*args)
+    assert_exact(actual, expected)
+    assert_exact(render_labels(*args, backend="cpu"), expected)
+    for t, b in zip(args[:3], before):
+        assert torch.equal(t, b), "inputs were modified"
+    return expected
+
+
+def test_emulation_model_matches_this_torch():
+    # the fast path's exact bilinear model; if this fails the cpu path silently uses F.interpolate
+    assert emulation_matches_torch()
+
+
+@pytest.mark.parametrize("seed,n,s,h,w,smooth", [
+    (0, 3, 112, 359, 641, True),
+    (1, 3, 112, 359, 641, False),
+    (2, 2, 56, 128, 200, True),
+    (3, 4, 16, 90, 70, False),
+    (4, 1, 112, 7, 13, True),
+    (5, 2, 8, 1, 1, False),
+    (6, 5, 24, 150, 150, True),
+    (7, 2, 1, 200, 160, False),  # S = 1
+    (8, 3, 13, 301, 257, False),  # odd S, upscale
+])
+def test_cpu_parity_random(seed, n, s, h, w, smooth):
+    check_cpu(*make_case(seed, n, s, h, w, smooth))
+
+
+def test_cpu_empty_and_degenerate_boxes():
+    check_cpu(*make_case(0, 0, 112, 31, 17))
+    boxes = torch.tensor([[5.0, 5.0, 5.5, 40.0],     # w < 1: skipped
+                          [3.0, 9.0, 60.0, 9.9],     # h < 1: skipped
+                          [10.0, 10.0, 4.0, 30.0],   # negative w
+                          [2.0, 3.0, 3.0, 4.0],      # 1 x 1
+                          [7.2, 8.9, 9.3, 11.95],    # 2 x 3
+                          [-500.0, -500.0, -400.0, -400.0],  # fully outside
+                          [60.0, 40.0, 200.0, 100.0]])       # starts outside on the right/bottom
+    _, coarse, fine, _, _ = make_case(1, 7, 112, 50, 60, smooth=False)
+    check_cpu(boxes, coarse, fine, 50, 60)
+
+
+def test_cpu_boxes_crossing_borders_and_overlapping():
+    h, w = 120, 170
+    boxes = torch.tensor([[-30.7, -12.2, 80.0, 90.0], [40.0, 30.0, 200.5, 150.3], [20.0, 20.0, 150.0, 110.0],
+                          [0.0, 0.0, 170.0, 120.0], [-1.0, -1.0, 171.0, 121.0]])
+    _, coarse, fine, _, _ = make_case(2, 5, 112, h, w, smooth=True)
+    check_cpu(boxes, coarse, fine, h, w)
+
+
+@pytest.mark.parametrize("box_size", [3, 37, 111, 112, 113, 500])  # downscale .. identity .. upscale
+def test_cpu_scales(box_size):
+    boxes = torch.tensor([[1.0, 2.0, 1.0 + box_size, 2.0 + box_size * 0.7]])
+    _, coarse, fine, _, _ = make_case(box_size, 1, 112, 8, 8, smooth=False)
+    check_cpu(boxes, coarse, fine, 360, 520)
+
+
+def test_cpu_argmax_ties():
+    n, s, h, w = 3, 20, 90, 140
+    boxes = torch.tensor([[0.0, 0.0, 140.0, 90.0], [10.0, 5.0, 100.0, 80.0], [50.0, 20.0, 139.0, 89.0]])
+    coarse = torch.zeros(n, 2, s, s)                # coarse tie -> background everywhere for instance 0
+    coarse[1:, 1] = 0.5                             # instances 1, 2: foreground
+    fine = torch.zeros(n, 25, s, s)
+    fine[1, 3] = 1.0
+    fine[1, 7] = 1.0                                # duplicated channels: index 3 must win
+    fine[2] = 2.0                                   # constant logits: argmax 0 -> earlier instance shows through
+    fine[2, 5, :10] = 2.0 + torch.rand(10, s)       # partly part 5
+    expected = check_cpu(boxes, coarse, fine, h, w)
+    assert set(expected.unique().tolist()) <= {0, 3, 5}
+    assert (expected == 3).any() and (expected == 5).any()
+
+
+def test_cpu_foreground_with_fine_background_shows_earlier_instance():
+    s = 16
+    boxes = torch.tensor([[0.0, 0.0, 150.0, 100.0], [20.0, 10.0, 130.0, 90.0]])
+    coarse = torch.zeros(2, 2, s, s)
+    coarse[:, 1] = 4.0  # both foreground
+    fine = torch.zeros(2, 25, s, s)
+    fine[0, 9] = 3.0
+    fine[1, 0] = 5.0  # later instance: fg but fine argmax 0 -> must not paint
+    fine[1, 2, :, :4] = 6.0
+    expected = check_cpu(boxes, coarse, fine, 100, 150)
+    assert (expected == 9).sum() > 0 and (expected == 2).sum() > 0
+
+
+def test_cpu_near_ties():
+    # logits equal up to a few ulps: the exact (emulated) path must decide like F.interpolate
+    gen = torch.Generator().manual_seed(11)
+    n, s = 3, 32
+    base = torch.randn(n, 1, s, s, generator=gen)
+    fine = base.repeat(1, 25, 1, 1) + torch.randint(-2, 3, (n, 25, s, s), generator=gen) * 1e-7
+    coarse = torch.cat([base, base + torch.randint(-1, 2, (n, 1, s, s), generator=gen) * 1e-7], 1)
+    boxes = torch.tensor([[0.0, 0.0, 200.0, 150.0], [30.0, 20.0, 180.0, 140.0], [5.0, 50.0, 120.0, 149.0]])
+    check_cpu(boxes, coarse, fine, 150, 200)
+
+
+def test_cpu_float16_input():
+    boxes, coarse, fine, h, w = make_case(12, 3, 56, 160, 230, smooth=True)
+    check_cpu(boxes, coarse.half(), fine.half(), h, w)
+
+
+@pytest.mark.parametrize("cmap", CMAP_NAMES)
+@pytest.mark.parametrize("backend", ["cpu", "reference", "auto"])
+def test_render_hint_is_lut_of_labels(cmap, backend):
+    args = make_case(13, 3, 56, 77, 131)
+    lut = hint_lut(cmap)
+    expected = lut[render_labels_reference(*args).long()]
+    assert_exact(render_hint(*args, lut, backend=backend), expected)
+
+
+def test_bad_backend_and_shapes():
+    args = make_case(14, 2, 8, 10, 10)
+    with pytest.raises(ValueError, match="unknown render backend"):
+        render_labels(*args, backend="gpu")
+    boxes, coarse, fine, h, w = args
+    with pytest.raises(ValueError, match="fine_segm must have shape"):
+        render_labels(boxes, coarse, fine[:, :24], h, w)
+    with pytest.raises(ValueError, match="coarse_segm must have shape"):
+        render_labels(boxes[:1], coarse, fine, h, w)
+    with pytest.raises(ValueError, match="height and width"):
+        render_labels(boxes, coarse, fine, 0, w)
+
+
+# --- Triton, under the CPU interpreter (a subprocess, so TRITON_INTERPRET=1 is set before import) --
+
+_TRITON_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["TRITON_INTERPRET"] = "1"
+    sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
+    import torch
+    from test_kernels import make_case
+    from kernels import hint_lut, render_labels_reference
+    from kernels.render_triton import render_labels_triton, render_hint_triton
+    cases = [make_case(20, 3, 12, 40, 50), make_case(21, 2, 8, 33, 47, smooth=False),
+             make_case(22, 0, 8, 5, 6), make_case(23, 3, 16, 7, 13, smooth=False), make_case(24, 2, 9, 1, 1)]
+    b, c, f, h, w = make_case(25, 2, 8, 30, 40)
+    cases.append((b, c.half(), f.half(), h, w))
+    equal = total = 0
+    for args in cases:
+        ref = render_labels_reference(*args)
+        out = render_labels_triton(*args)
+        assert out.shape == ref.shape and out.dtype == torch.uint8
+        equal += int((out == ref).sum()); total += ref.numel()
+        rgb = render_hint_triton(*args, hint_lut("parula"))
+        assert torch.equal(rgb, hint_lut("parula")[out.long()])
+    print("AGREEMENT", equal, total)
+""")
+
+
+def test_triton_interpreter_parity(tmp_path):
+    pytest.importorskip("triton")
+    script = tmp_path / "triton_parity.py"
+    script.write_text(_TRITON_SCRIPT)
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, str(script), str(REPO_ROOT), str(REPO_ROOT / "tests")],
+                          capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("AGREEMENT")][-1]
+    equal, total = map(int, line.split()[1:])
+    agreement = equal / total
+    print(f"triton interpreter agreement: {agreement:.6%} ({equal}/{total} pixels)")
+    assert agreement >= 0.99999, f"only {agreement:.6%} of pixels agree"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("seed,smooth", [(30, True), (31, False)])
+def test_triton_cuda_parity(seed, smooth):
+    boxes, coarse, fine, h, w = make_case(seed, 3, 112, 512, 910, smooth=smooth)
+    expected = render_labels_reference(boxes, coarse, fine, h, w)
+    dev = torch.device("cuda")
+    args = (boxes.to(dev), coarse.to(dev), fine.to(dev), h, w)
+    labels = render_labels(*args, backend="triton")
+    assert labels.device.type == "cuda"
+    agreement = assert_labels_agree(labels, expected, exact=False)
+    print(f"triton cuda agreement: {agreement:.6%}")
+    assert torch.equal(render_labels(*args), labels)  # auto picks triton on CUDA
+    lut = hint_lut("viridis")
+    rgb = render_hint(*args, lut, backend="triton")
+    assert rgb.device.type == "cuda" and rgb.shape == (h, w, 3)
+    assert torch.equal(rgb.cpu(), lut[labels.cpu().long()])
+    args16 = (args[0], args[1].half(), args[2].half(), h, w)
+    assert_labels_agree(render_labels(*args16, backend="triton"),
+                        render_labels_reference(boxes, coarse.half(), fine.half(), h, w), exact=False)
