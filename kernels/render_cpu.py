@@ -34,7 +34,8 @@ How it stays exact while doing far less work than the reference:
 
    Boxes where PyTorch picks its other (channels-last, vectorised) kernel -- out_h + out_w <= 128,
    or an input that is channels-last contiguous such as S == 1 -- and instances with non-finite
-   logits also use the reference's ``F.interpolate``; those are small or rare.
+   logits also use the reference's ``F.interpolate``; those are small or rare. So do instances whose
+   logits are noise-like (more than 30% of cells undecided), where per-pixel work would cost more.
 
 Torch ops only; inputs are never modified. Logits are computed in float32 (float16 inputs are
 converted with ``.float()`` exactly as the reference does).
@@ -51,6 +52,7 @@ from .reference import box_xywh_int, instance_labels_reference
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
 _ABS_MARGIN = 1e-30  # covers underflow to subnormals/zero in products
+_MAX_MIXED_FRACTION = 0.3  # above: the instance uses the reference's F.interpolate (noise-like logits)
 _MIXED = 255  # cell/pixel code: needs exact evaluation
 _INF = float("inf")
 
@@ -231,6 +233,10 @@ class _InstanceCells:
         self.group = torch.full((Sh * Sw,), -1, dtype=torch.long)
         self.row = torch.zeros((Sh * Sw,), dtype=torch.long)
         self.tables: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # Per-pixel work pays off only when most cells are decided (smooth, blob-like logits).
+        self.too_mixed = float((code == _MIXED).float().mean()) > _MAX_MIXED_FRACTION
+        if self.too_mixed:
+            return
         ids = (~self.fine_safe & ~bg_safe).reshape(-1).nonzero(as_tuple=True)[0]
         if ids.numel() == 0:
             return
@@ -328,6 +334,9 @@ def _paint_instance_fast(sub: torch.Tensor, open_mask, coarse: torch.Tensor, fin
     hh, ww = sub.shape
     Sh, Sw = coarse.shape[-2:]
     cells = _InstanceCells(coarse, fine, c_margin, f_margin)
+    if cells.too_mixed:
+        _paint_instance_reference(sub, open_mask, coarse, fine, h, w, oy, ox)
+        return
     r0, r1, wy0, wy1 = _axis_taps(Sh, h, torch.arange(oy, oy + hh))
     c0, c1, wx0, wx1 = _axis_taps(Sw, w, torch.arange(ox, ox + ww))
     labels = cells.code.index_select(0, r0).index_select(1, c0)  # [hh, ww] uint8
