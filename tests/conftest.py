@@ -1,5 +1,7 @@
 import pytest
 
+import helpers  # noqa: F401  (puts scripts/ on sys.path)
+
 from helpers import cuda_available
 
 
@@ -9,3 +11,31 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "cuda" in item.keywords:
                 item.add_marker(skip_cuda)
+
+
+@pytest.fixture(scope="session")
+def standin_models(tmp_path_factory):
+    """Paths of the stand-in TorchScript models, generated once per test session by scripts/."""
+    import make_standin_models
+
+    directory = tmp_path_factory.mktemp("models")
+    paths = {}
+    for style in ("tuple", "dict"):
+        paths[style] = directory / f"standin_{style}.torchscript"
+        make_standin_models.save_standin(paths[style], style=style, seed=0)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tuple_model(standin_models):
+    import torch
+    import torchvision  # noqa: F401  (the stand-ins call torchvision::nms, like the real models)
+
+    return torch.jit.load(str(standin_models["tuple"])).eval()
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch, tmp_path_factory):
+    """Tests never reach the hub: offline mode and an empty private cache unless a test sets its own."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DENSEVID_MODEL_DIR", raising=False)

@@ -1,0 +1,150 @@
+"""`densevid encode` end to end on generated clips, with stand-in models of the real contract."""
+
+import subprocess
+import sys
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from clips import make_audio_only, make_clip, make_image, synthetic_frames
+from helpers import assert_exact
+from node_reference import node_hint
+from pipeline.cli import main
+
+
+def run_cli(*args):
+    return CliRunner().invoke(main, ["encode", *map(str, args), "--quiet"], catch_exceptions=False)
+
+
+def decode_all(path):
+    """(frames uint8 [N,H,W,3], pts in seconds) of a video, straight through PyAV."""
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames, seconds = [], []
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            seconds.append(float(frame.pts * stream.time_base))
+    return np.stack(frames), seconds
+
+
+# variable frame rate with a non-zero start, in a 1/1000 time base (exactly representable in MKV)
+VFR_PTS = [40, 80, 120, 200, 240, 400, 440, 480, 520]
+
+
+@pytest.mark.parametrize("style", ["tuple", "dict"])
+@pytest.mark.parametrize("cmap", ["viridis", "parula"])
+def test_lossless_output_equals_node_frame_by_frame(tmp_path, standin_models, tuple_model, style, cmap):
+    frames = synthetic_frames(len(VFR_PTS), 75, 131, seed=4)  # odd size
+    clip = make_clip(tmp_path / "clip.mkv", frames, pts=VFR_PTS, time_base=Fraction(1, 1000))
+    out = tmp_path / "hint.mkv"
+    result = run_cli(clip, "-o", out, "--lossless", "--model", standin_models[style], "--cmap", cmap,
+                     "--resolution", "64", "--batch-size", "4", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    hints, seconds = decode_all(out)
+    assert hints.shape == (len(VFR_PTS), 64, 112, 3)
+    assert seconds == [p / 1000 for p in VFR_PTS]
+    for frame, hint in zip(frames, hints):
+        assert_exact(torch.from_numpy(hint), torch.from_numpy(node_hint(frame, tuple_model, cmap=cmap, resolution=64)))
+
+
+def test_default_output_is_browser_h264_with_input_timing(tmp_path, standin_models):
+    frames = synthetic_frames(12, 60, 46, seed=1)  # H.264 sources have even sizes
+    pts = [3, 4, 5, 7, 8, 9, 12, 13, 14, 15, 17, 18]  # VFR, non-zero start
+    clip = make_clip(tmp_path / "dance.mp4", frames, codec="libx264", pts=pts, time_base=Fraction(1, 30))
+    result = run_cli(clip, "--model", standin_models["tuple"], "--resolution", "64", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "dance_densepose.mp4"
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "h264" and stream.codec_context.pix_fmt == "yuv420p"
+    hints, seconds = decode_all(out)
+    # 60x46 -> short side 64 -> 83x64 (83.48 rounds down); H.264 4:2:0 pads the odd height by one replicated row
+    assert hints.shape == (12, 84, 64, 3)
+    assert seconds == pytest.approx([p / 30 for p in pts], abs=1e-9)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+
+
+def test_image_input_gives_png(tmp_path, standin_models, tuple_model):
+    image = synthetic_frames(2, 50, 66, seed=2)[1]
+    path = make_image(tmp_path / "person.png", image)
+    result = run_cli(path, "--model", standin_models["tuple"], "--resolution", "64", "--cmap", "parula")
+    assert result.exit_code == 0, result.output
+    hint, _ = decode_all(tmp_path / "person_densepose.png")
+    assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image, tuple_model, cmap="parula", resolution=64)))
+
+
+def test_existing_output_is_kept_without_overwrite(tmp_path, standin_models):
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(3, 32, 32))
+    out = tmp_path / "a_densepose.mkv"
+    out.write_bytes(b"precious")
+    args = (clip, "--lossless", "--model", standin_models["tuple"], "--resolution", "64")
+    result = run_cli(*args)
+    assert result.exit_code == 1
+    assert "already exists" in result.output and "--overwrite" in result.output
+    assert out.read_bytes() == b"precious"
+    assert run_cli(*args, "--overwrite").exit_code == 0
+    assert decode_all(out)[0].shape == (3, 64, 64, 3)
+
+
+def _missing(p):
+    return p / "missing.mp4"
+
+
+def _empty(p):
+    (p / "empty.mp4").write_bytes(b"")
+    return p / "empty.mp4"
+
+
+def _text(p):
+    (p / "notes.mp4").write_text("hello, not a video\n")
+    return p / "notes.mp4"
+
+
+@pytest.mark.parametrize("make_input,message", [
+    (_missing, "not found"),
+    (_empty, "empty"),
+    (_text, "not a"),
+    (lambda p: make_audio_only(p / "sound.m4a"), "no video stream"),
+])
+def test_bad_inputs_fail_in_one_line_without_output(tmp_path, standin_models, make_input, message):
+    path = make_input(tmp_path)
+    result = run_cli(path, "--model", standin_models["tuple"], "-o", tmp_path / "out.mp4")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("densevid: error:") and message in lines[0].lower(), result.output
+    assert not (tmp_path / "out.mp4").exists()
+
+
+def test_offline_without_weights_names_the_file_and_the_fixes(tmp_path, monkeypatch):
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = run_cli(clip, "--model", "r50")
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and "densepose_r50_fpn_dl.torchscript" in line and "DENSEVID_MODEL_DIR" in line
+
+
+def test_usage_errors_exit_2(tmp_path):
+    for args in (["--resolution", "32"], ["--resolution", "5000"], ["--resolution", "abc"], ["--cmap", "jet"]):
+        result = CliRunner().invoke(main, ["encode", "x.mp4", *args])
+        assert result.exit_code == 2, (args, result.output)
+
+
+def test_help_explains_itself():
+    result = CliRunner().invoke(main, ["encode", "--help"])
+    assert result.exit_code == 0
+    for flag in ("--model", "--cmap", "--resolution", "--device", "--batch-size", "--lossless", "--overwrite", "--half"):
+        assert flag in result.output
+
+
+def test_real_process_prints_no_traceback(tmp_path):
+    # the installed console entry point, as a user runs it
+    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(tmp_path / "nope.mp4")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "nope.mp4" in result.stderr
