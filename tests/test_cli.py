@@ -119,6 +119,21 @@ def test_bad_inputs_fail_in_one_line_without_output(tmp_path, standin_models, ma
     assert not (tmp_path / "out.mp4").exists()
 
 
+def test_output_directory_missing_is_refused_before_work(tmp_path, standin_models):
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    result = run_cli(clip, "--model", standin_models["tuple"], "-o", tmp_path / "nowhere" / "out.mp4")
+    assert result.exit_code == 1 and "does not exist" in result.output
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_output_equal_to_input_is_refused(tmp_path, standin_models):
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    before = clip.read_bytes()
+    result = run_cli(clip, "--model", standin_models["tuple"], "--lossless", "-o", clip, "--overwrite")
+    assert result.exit_code == 1 and "is the input" in result.output
+    assert clip.read_bytes() == before
+
+
 def test_offline_without_weights_names_the_file_and_the_fixes(tmp_path, monkeypatch):
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
