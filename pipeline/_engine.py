@@ -4,6 +4,12 @@
     compute (caller's thread): upload -> model per frame -> render kernel -> one copy to host ──► queue (bounded)
     encode thread:  hint batches -> writer (temporary file, renamed when complete)
 
+On CUDA the frames of a batch are issued round-robin on ``CUDA_STREAMS`` streams (the exports
+take one image per call, so streams are how several model calls overlap), hints are rendered
+into one device buffer per batch and copied to the host once, into pinned buffers from a small
+ring that is reused (never more buffers than can be in flight). The CPU path is the same code
+with no streams and plain buffers.
+
 Memory does not grow with video length: at most ``QUEUE_DEPTH`` batches wait between stages.
 Any stage's exception stops the others and is re-raised in the caller's thread; the writer then
 removes its temporary file.
@@ -14,7 +20,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -25,9 +31,13 @@ from ._api import DensePoseEstimator
 from ._decode import VideoInfo, iter_frame_batches, probe_video
 from ._encode import VideoWriter, default_output_path, write_png
 from ._errors import OutputError
+from ._preprocess import resized_size
 from ._types import FrameBatch
 
 QUEUE_DEPTH = 2
+CUDA_STREAMS = 4
+# host buffers in flight: QUEUE_DEPTH queued + 1 being encoded + 1 being filled
+_HOST_RING = QUEUE_DEPTH + 2
 _END = object()
 
 
@@ -37,6 +47,60 @@ class EncodeResult:
     output_path: Path
     frames: int
     seconds: float
+    # busy seconds per stage: decode (incl. resize+pad), compute (upload, model, render, copy), encode;
+    # on CUDA also model_gpu (device time of the model calls, from CUDA events)
+    stage_seconds: dict = field(default_factory=dict)
+
+
+class _HostRing:
+    """Reusable host buffers for hint batches (pinned on CUDA, for asynchronous copies)."""
+
+    def __init__(self, pinned: bool) -> None:
+        self._pinned = pinned
+        self._buffers: list[torch.Tensor] = []
+        self._next = 0
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if len(self._buffers) < _HOST_RING:
+            buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
+            self._buffers.append(buffer)
+        else:
+            buffer = self._buffers[self._next % _HOST_RING]
+            if tuple(buffer.shape[1:]) != tuple(shape[1:]) or buffer.shape[0] < shape[0]:
+                buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
+                self._buffers[self._next % _HOST_RING] = buffer
+        self._next += 1
+        return buffer[: shape[0]]
+
+
+def _render_batch(estimator: DensePoseEstimator, prepared: "_Prepared", streams: list, timings: dict) -> torch.Tensor:
+    """Model + render for every frame of a batch into one uint8 [B, h, w, 3] device tensor."""
+    device = estimator.device
+    h, w = prepared.hint_hw
+    hints = torch.empty((len(prepared.padded_rgb), h, w, 3), dtype=torch.uint8, device=device)
+    if not streams:
+        for j, padded in enumerate(prepared.padded_rgb):
+            hints[j] = estimator.render(estimator.detect(torch.from_numpy(padded)), prepared.hint_hw)
+        return hints
+    current = torch.cuda.current_stream(device)
+    events = []
+    for stream in streams:
+        stream.wait_stream(current)  # `hints` was allocated on the current stream
+    for j, padded in enumerate(prepared.padded_rgb):
+        stream = streams[j % len(streams)]
+        with torch.cuda.stream(stream):
+            image = torch.from_numpy(padded).pin_memory().to(device, non_blocking=True)
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(stream)
+            detections = estimator.detect(image)
+            end.record(stream)
+            hints[j] = estimator.render(detections, prepared.hint_hw)
+            events.append((start, end))
+    for stream in streams:
+        current.wait_stream(stream)
+    hints.record_stream(current)
+    timings["_model_events"] = timings.get("_model_events", []) + events
+    return hints
 
 
 @dataclass
@@ -122,18 +186,22 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
     stop = threading.Event()
     prepared_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     hints_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-    hint_hw = estimator.prepare(np.zeros((info.height, info.width, 3), np.uint8))[1]
+    hint_hw = resized_size(info.height, info.width, config.resolution)
     frames_written = 0
+
+    timings: dict = {"decode": 0.0, "compute": 0.0, "encode": 0.0}
 
     def decode_stage() -> None:
         try:
-            for batch in iter_frame_batches(input_path, batch_size=config.batch_size):
-                padded, sizes = [], set()
-                for frame in batch.frames_rgb.numpy():
-                    image, hw = estimator.prepare(frame)
-                    padded.append(image)
-                    sizes.add(hw)
-                _put(prepared_q, _Prepared(batch, padded, sizes.pop()), stop)
+            batches = iter_frame_batches(input_path, batch_size=config.batch_size)
+            while True:
+                t0 = time.perf_counter()
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                padded = [estimator.prepare(frame)[0] for frame in batch.frames_rgb.numpy()]
+                timings["decode"] += time.perf_counter() - t0
+                _put(prepared_q, _Prepared(batch, padded, hint_hw), stop)
         finally:
             if not stop.is_set():
                 _put(prepared_q, _END, stop)
@@ -147,12 +215,19 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
             item = _get(hints_q, stop)
             if item is _END:
                 return
-            hints_rgb, pts = item
-            writer.write(hints_rgb, pts)
+            hints_rgb, pts, copied = item
+            t0 = time.perf_counter()
+            if copied is not None:
+                copied.synchronize()  # the asynchronous device-to-host copy has landed
+            writer.write(hints_rgb.numpy(), pts)
+            timings["encode"] += time.perf_counter() - t0
             frames_written += len(pts)
             if progress:
                 progress(len(pts))
 
+    on_cuda = estimator.device.type == "cuda"
+    streams = [torch.cuda.Stream(estimator.device) for _ in range(CUDA_STREAMS)] if on_cuda else []
+    ring = _HostRing(pinned=on_cuda)
     decoder = _StageThread("densevid-decode", decode_stage, stop)
     encoder = _StageThread("densevid-encode", encode_stage, stop)
     try:
@@ -164,9 +239,16 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
                     item = _get(prepared_q, stop)
                     if item is _END:
                         break
-                    hints = torch.stack([estimator.render(estimator.detect(torch.from_numpy(p)), item.hint_hw)
-                                         for p in item.padded_rgb])
-                    _put(hints_q, (hints.cpu().numpy(), item.batch.pts), stop)
+                    t0 = time.perf_counter()
+                    hints = _render_batch(estimator, item, streams, timings)
+                    host = ring.take(tuple(hints.shape))
+                    host.copy_(hints, non_blocking=on_cuda)  # the one device-to-host copy per batch
+                    copied = None
+                    if on_cuda:
+                        copied = torch.cuda.Event()
+                        copied.record(torch.cuda.current_stream(estimator.device))
+                    timings["compute"] += time.perf_counter() - t0
+                    _put(hints_q, (host, item.batch.pts, copied), stop)
                 _put(hints_q, _END, stop)
                 encoder.join()
             except _Stop:
@@ -182,4 +264,8 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
                     raise stage.error
     finally:
         stop.set()
-    return EncodeResult(input_path, out, frames_written, time.perf_counter() - started)
+    events = timings.pop("_model_events", [])
+    if events:
+        torch.cuda.synchronize(estimator.device)
+        timings["model_gpu"] = sum(start.elapsed_time(end) for start, end in events) / 1000.0
+    return EncodeResult(input_path, out, frames_written, time.perf_counter() - started, timings)
