@@ -60,6 +60,9 @@ def default_output_path(input_path: str | os.PathLike, lossless: bool = False, i
 
 
 def _one_line(err: BaseException) -> str:
+    strerror = getattr(err, "strerror", None)  # OSError and PyAV's FFmpegError both carry it
+    if isinstance(strerror, str) and strerror.strip():
+        return strerror.strip()  # "File too large", not "[Errno 27] ... '<hidden temporary file>'"
     text = str(err).strip().splitlines()
     return text[0] if text else type(err).__name__
 

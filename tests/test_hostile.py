@@ -6,9 +6,9 @@ no file under the output name, no temporary file left, and an existing output un
 Truncation policy (measured, asserted below):
 * MP4 with the index (moov) at the end, cut halfway: the file cannot be opened -> one-line error.
 * MKV / MPEG-TS cut halfway: the demuxer drops the incomplete tail silently, so the decoder
-  just ends early -> exit 0 and an output holding the frames that decoded (fewer than the input).
-  If FFmpeg does flag a damaged packet instead, ``on_corrupt="raise"`` turns it into a one-line
-  error; both are accepted but nothing else is.
+  just ends early -> exit 0 and an output holding the frames that decoded (fewer than the input,
+  no warning). A packet FFmpeg does flag as damaged is a one-line error (``on_corrupt="raise"``).
+  Cut so early that no frame decodes: one-line error "no decodable frames".
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -119,7 +120,7 @@ def test_truncated_mp4_with_index_at_end_is_one_line_error(tmp_path, standin_mod
 
 
 @pytest.mark.parametrize("suffix,codec", [(".mkv", "ffv1"), (".ts", "libx264"), (".mkv", "libx264")])
-def test_truncated_mkv_ts_keeps_decoded_frames_or_fails_in_one_line(tmp_path, standin_models, suffix, codec):
+def test_truncated_mkv_ts_keeps_the_frames_that_decoded(tmp_path, standin_models, suffix, codec):
     n = 24
     src = tmp_path / f"whole{suffix}"
     if suffix == ".ts":
@@ -139,12 +140,11 @@ def test_truncated_mkv_ts_keeps_decoded_frames_or_fails_in_one_line(tmp_path, st
     cut.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out.mkv"
     result = run_cli(cut, "--model", standin_models["tuple"], "--resolution", "64", "--lossless", "-o", out)
-    if result.exit_code == 0:  # the defined behaviour: output with the frames that decoded
-        ok(result, out)
-        hints, _ = decode_all(out)
-        assert 0 < len(hints) < n
-    else:
-        assert_one_line_error(result, "cut", out=out)
+    # the defined (measured) behaviour: the demuxer drops the incomplete tail without flagging a
+    # corrupt packet, so the output holds the frames that decoded, with exit 0
+    ok(result, out)
+    hints, _ = decode_all(out)
+    assert 0 < len(hints) < n
 
 
 def test_audio_only(tmp_path, standin_models):
@@ -357,7 +357,9 @@ def test_model_with_wrong_contract(tmp_path, monkeypatch):
             return x.float().mean(dim=0)
 
     model = tmp_path / "wrong.torchscript"
-    torch.jit.script(One()).save(str(model))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated but is the format
+        torch.jit.script(One()).save(str(model))
     line = _model_failure(tmp_path, model, monkeypatch)
     assert "contract" in line
 
@@ -412,6 +414,7 @@ def test_disk_full_is_one_line_error(tmp_path, standin_models, long_clip, lossle
     assert "Traceback" not in stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("densevid: error:") and "hint" in lines[0], stderr
+    assert "File too large" in lines[0] and ".partial" not in lines[0], stderr
     assert list(out_dir.iterdir()) == []
 
 
