@@ -312,6 +312,23 @@ def test_output_in_missing_directory_is_refused(tmp_path, standin_models):
     assert leftovers(tmp_path) == []
 
 
+def test_output_under_a_regular_file_is_refused(tmp_path, standin_models):
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    (tmp_path / "file").write_text("x")
+    assert_one_line_error(run_cli(clip, "--model", standin_models["tuple"], "-o", tmp_path / "file" / "o.mp4"),
+                          "does not exist")
+    assert leftovers(tmp_path) == []
+
+
+def test_hostile_input_leaves_existing_output_untouched(tmp_path, standin_models):
+    clip = make_clip(tmp_path / "cut.mp4", synthetic_frames(12, 48, 48), codec="libx264")
+    _truncate(clip)
+    out = tmp_path / "o.mp4"
+    out.write_bytes(b"precious")
+    assert_one_line_error(run_cli(clip, "--model", standin_models["tuple"], "-o", out, "--overwrite"), "cut.mp4")
+    assert out.read_bytes() == b"precious" and leftovers(tmp_path) == []
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
 def test_output_in_read_only_directory_is_refused(tmp_path, standin_models):
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
@@ -378,8 +395,9 @@ def test_signal_mid_video_leaves_nothing(tmp_path, standin_models, long_clip, si
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / "long_hint.mkv"
+    out.write_bytes(b"precious")  # an existing output survives an interrupted --overwrite
     proc = subprocess_cli([long_clip, "--model", standin_models["tuple"], "--resolution", "256", "--lossless",
-                           "--batch-size", "2", "--device", "cpu", "-o", out])
+                           "--batch-size", "2", "--device", "cpu", "-o", out, "--overwrite"])
     deadline = time.monotonic() + 60
     while not leftovers(out_dir):
         assert proc.poll() is None, proc.communicate()
@@ -392,7 +410,7 @@ def test_signal_mid_video_leaves_nothing(tmp_path, standin_models, long_clip, si
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.strip().count("\n") == 0 and "interrupted" in stderr, stderr
-    assert list(out_dir.iterdir()) == []
+    assert list(out_dir.iterdir()) == [out] and out.read_bytes() == b"precious"
 
 
 def _limit_file_size(limit):
@@ -407,7 +425,9 @@ def test_disk_full_is_one_line_error(tmp_path, standin_models, long_clip, lossle
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     out = out_dir / ("hint.mkv" if lossless else "hint.mp4")
-    args = [long_clip, "--model", standin_models["tuple"], "--resolution", "64", "--device", "cpu", "-o", out]
+    out.write_bytes(b"precious")  # an existing output survives a failed --overwrite
+    args = [long_clip, "--model", standin_models["tuple"], "--resolution", "64", "--device", "cpu", "-o", out,
+            "--overwrite"]
     proc = subprocess_cli(args + (["--lossless"] if lossless else []), preexec_fn=_limit_file_size(64 * 1024))
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 1, stderr
@@ -415,7 +435,7 @@ def test_disk_full_is_one_line_error(tmp_path, standin_models, long_clip, lossle
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("densevid: error:") and "hint" in lines[0], stderr
     assert "File too large" in lines[0] and ".partial" not in lines[0], stderr
-    assert list(out_dir.iterdir()) == []
+    assert list(out_dir.iterdir()) == [out] and out.read_bytes() == b"precious"
 
 
 # --- fuzz -------------------------------------------------------------------------------------------
