@@ -17,6 +17,7 @@ removes its temporary file.
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -163,15 +164,17 @@ def resolve_output_path(input_path: Path, output_path: Path | None, info: VideoI
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
     if not out.parent.is_dir():
         raise OutputError(f"output directory {out.parent} does not exist")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {out.parent} is not writable")
     return out
 
 
 def encode_video(input_path: str | Path, output_path: str | Path | None, estimator: DensePoseEstimator,
-                 progress: Callable[[int], None] | None = None) -> EncodeResult:
+                 progress: Callable[[int], None] | None = None, info: VideoInfo | None = None) -> EncodeResult:
     """Render the hint video of ``input_path`` into ``output_path`` (default: beside the input)."""
     config = estimator.config
     input_path = Path(input_path)
-    info = probe_video(input_path)
+    info = info if info is not None else probe_video(input_path)
     out = resolve_output_path(input_path, Path(output_path) if output_path else None, info, config.lossless, config.overwrite)
     started = time.perf_counter()
 

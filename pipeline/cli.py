@@ -63,15 +63,18 @@ def encode(input_path: Path, output_path: Path | None, model: str, cmap: str, re
 
     from . import DensePoseEstimator, encode_video
     from ._decode import probe_video
+    from ._engine import resolve_output_path
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
         config = EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, batch_size=batch_size,
                               half=half, lossless=lossless, overwrite=overwrite, progress=not quiet).with_env()
-        info = probe_video(input_path)  # fail on a bad input before loading the model
+        # refuse a bad input or output path before the (slow) model load
+        info = probe_video(input_path)
+        output_path = resolve_output_path(input_path, output_path, info, config.lossless, config.overwrite)
         estimator = DensePoseEstimator.from_config(config)
         with tqdm(total=info.frame_count, unit="frame", desc=input_path.name, disable=quiet, leave=False) as bar:
-            result = encode_video(input_path, output_path, estimator, progress=bar.update)
+            result = encode_video(input_path, output_path, estimator, progress=bar.update, info=info)
     except DensevidError as error:
         _fail(str(error))
     except KeyboardInterrupt:
