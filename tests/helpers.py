@@ -54,3 +54,26 @@ def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: boo
 
 def cuda_available() -> bool:
     return torch.cuda.is_available() and os.environ.get("DENSEVID_TEST_NO_CUDA") != "1"
+
+
+def run_cli(*args, catch: bool = False):
+    """`densevid encode ARGS --quiet` in-process; exceptions propagate unless ``catch``."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    return CliRunner().invoke(main, ["encode", *map(str, args), "--quiet"], catch_exceptions=catch)
+
+
+def decode_all(path):
+    """(frames uint8 [N,H,W,3], pts in seconds) of a video, straight through PyAV."""
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames, seconds = [], []
+        for frame in container.decode(stream):
+            frames.append(frame.to_ndarray(format="rgb24"))
+            seconds.append(float(frame.pts * stream.time_base))
+    return np.stack(frames), seconds

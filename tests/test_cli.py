@@ -5,30 +5,14 @@ import sys
 from fractions import Fraction
 
 import av
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
-from helpers import assert_exact
+from helpers import assert_exact, decode_all, run_cli
 from node_reference import node_hint
 from pipeline.cli import main
-
-
-def run_cli(*args):
-    return CliRunner().invoke(main, ["encode", *map(str, args), "--quiet"], catch_exceptions=False)
-
-
-def decode_all(path):
-    """(frames uint8 [N,H,W,3], pts in seconds) of a video, straight through PyAV."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames, seconds = [], []
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            seconds.append(float(frame.pts * stream.time_base))
-    return np.stack(frames), seconds
 
 
 # variable frame rate with a non-zero start, in a 1/1000 time base (exactly representable in MKV)

@@ -31,26 +31,13 @@ import torch
 from click.testing import CliRunner
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
+from helpers import decode_all, run_cli
 from pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 # --- helpers ---------------------------------------------------------------------------------------
-
-
-def run_cli(*args, catch=False):
-    return CliRunner().invoke(main, ["encode", *map(str, args), "--quiet"], catch_exceptions=catch)
-
-
-def decode_all(path):
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames, seconds = [], []
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="rgb24"))
-            seconds.append(float(frame.pts * stream.time_base))
-    return np.stack(frames), seconds
 
 
 def leftovers(directory):
