@@ -37,7 +37,7 @@ from ._types import FrameBatch
 # Demuxers that read a single still picture.
 _IMAGE_FORMATS = {"image2", "png_pipe", "jpeg_pipe", "webp_pipe", "bmp_pipe", "tiff_pipe", "gif_pipe", "jpegxl_pipe"}
 
-_ON_CORRUPT = ("raise",)  # a later policy (e.g. "stop": keep what decoded, warn) plugs in here
+_ON_CORRUPT = ("raise",)  # a damaged packet or decode error; a clean early end is a warning instead
 
 
 @dataclass(frozen=True)
@@ -129,6 +129,38 @@ def _is_image(container, stream) -> bool:
     return container.format.name in _IMAGE_FORMATS or bool(stream.disposition & av.stream.Disposition.still_image)
 
 
+def _truncation_warning(path: Path, container, stream, n_frames: int, first_pts: int, end_pts: int,
+                        time_base: Fraction, rate) -> str | None:
+    """A one-line warning when a cleanly ending stream is evidently the front of a cut file.
+
+    Measured with PyAV 18: a cut MKV/MPEG-TS raises nothing and flags no packet corrupt. Two
+    signals remain, used only where they cannot fire on whole files:
+    * MKV/MP4 headers declare the duration up front (stream duration, or the container's when the
+      file has a single stream: with audio, the container duration is the longest stream's), so
+      frames that end well before it (more than two frames and 0.1 s) mean the tail is gone.
+    * MPEG-TS is a sequence of 188-byte packets and has no header duration (FFmpeg estimates it
+      from the file's last timestamps), but a file cut at a random byte is, 187 times in 188,
+      not a whole number of packets.
+    """
+    frame_seconds = float(1 / Fraction(rate)) if rate else 0.0
+    decoded_seconds = float((end_pts - first_pts) * time_base)
+    declared_seconds = None
+    if stream.duration and stream.time_base:
+        declared_seconds = float(stream.duration * stream.time_base)
+    elif container.duration and len(container.streams) == 1:
+        declared_seconds = container.duration / 1_000_000  # AV_TIME_BASE
+    if declared_seconds is not None and declared_seconds - decoded_seconds > max(2 * frame_seconds, 0.1):
+        missing = f", about {round((declared_seconds - decoded_seconds) / frame_seconds)} frames missing" if frame_seconds else ""
+        return (f"{path} looks truncated: its header declares {declared_seconds:.2f} s of video but the frames "
+                f"end after {decoded_seconds:.2f} s; encoded the {n_frames} frames that decoded{missing}")
+    if container.format.name == "mpegts":
+        size = path.stat().st_size
+        if size % 188:
+            return (f"{path} looks truncated: {size} bytes is not a whole number of 188-byte MPEG-TS packets; "
+                    f"encoded the {n_frames} frames that decoded")
+    return None
+
+
 # --- public API ------------------------------------------------------------------------------------
 
 
@@ -174,12 +206,17 @@ def iter_frame_batches(
     batch_size: int,
     stream_index: int | None = None,
     on_corrupt: str = "raise",
+    warnings_out: list[str] | None = None,
 ) -> Iterator[FrameBatch]:
     """Yield the frames of ``path`` in order as ``FrameBatch``es of at most ``batch_size`` frames.
 
     Holds at most one batch of decoded frames at a time. A decoding error mid-stream (truncated
     or corrupt file) raises ``InputError`` with the number of frames decoded so far (``on_corrupt="raise"``, the only policy for now;
     batches already yielded stay valid).
+
+    A streamable file (MKV, MPEG-TS) cut short decodes cleanly up to the cut: its frames are
+    kept, and when the end of the file is detectably missing (see ``_truncation_warning``) a
+    one-line warning with the frame count is appended to ``warnings_out`` after the last batch.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -196,6 +233,8 @@ def iter_frame_batches(
         pts_list: list[int] = []
         n_done = 0  # frames decoded (yielded or pending)
         last_pts: int | None = None
+        last_duration = 0
+        first_pts: int | None = None
         first_shape: tuple[int, ...] | None = None
 
         def flush() -> FrameBatch:
@@ -242,6 +281,8 @@ def iter_frame_batches(
                 else:
                     pts = last_pts + 1
             last_pts = int(pts)
+            last_duration = int(frame.duration or 0)
+            first_pts = last_pts if first_pts is None else first_pts
             arr = _to_rgb_upright(frame)
             if first_shape is None:
                 first_shape = arr.shape
@@ -255,6 +296,11 @@ def iter_frame_batches(
                 yield flush()
         if arrays:
             yield flush()
+        if warnings_out is not None and n_done and not _is_image(container, stream):
+            end_pts = last_pts + (last_duration or (round(1 / (Fraction(rate) * time_base)) if rate else 0))
+            warning = _truncation_warning(path, container, stream, n_done, first_pts, end_pts, time_base, rate)
+            if warning:
+                warnings_out.append(warning)
         # No "decoded fewer frames than stream.frames" check: for MP4 that count includes samples
         # an edit list discards, so it would reject valid files. Measured: a truncated MP4 (moov
         # first) yields a corrupt packet (-> InputError above); one without faststart fails to

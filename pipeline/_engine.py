@@ -51,6 +51,8 @@ class EncodeResult:
     # busy seconds per stage: decode (incl. resize+pad), compute (upload, model, render, copy), encode;
     # on CUDA also model_gpu (device time of the model calls, from CUDA events)
     stage_seconds: dict = field(default_factory=dict)
+    # one-line notes about the input that did not stop the encode (e.g. a truncated MKV/TS)
+    warnings: tuple[str, ...] = ()
 
 
 class _HostRing:
@@ -191,12 +193,13 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
     hints_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
     hint_hw = resized_size(info.height, info.width, config.resolution)
     frames_written = 0
+    warnings: list[str] = []
 
     timings: dict = {"decode": 0.0, "compute": 0.0, "encode": 0.0}
 
     def decode_stage() -> None:
         try:
-            batches = iter_frame_batches(input_path, batch_size=config.batch_size)
+            batches = iter_frame_batches(input_path, batch_size=config.batch_size, warnings_out=warnings)
             while True:
                 t0 = time.perf_counter()
                 batch = next(batches, None)
@@ -271,4 +274,4 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
     if events:
         torch.cuda.synchronize(estimator.device)
         timings["model_gpu"] = sum(start.elapsed_time(end) for start, end in events) / 1000.0
-    return EncodeResult(input_path, out, frames_written, time.perf_counter() - started, timings)
+    return EncodeResult(input_path, out, frames_written, time.perf_counter() - started, timings, tuple(warnings))

@@ -79,6 +79,8 @@ def encode(input_path: Path, output_path: Path | None, model: str, cmap: str, re
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted; no output written", EXIT_INTERRUPTED)
+    for warning in result.warnings:  # printed even with --quiet: they are about the output's content
+        click.echo(f"densevid: warning: {warning}", err=True)
     fps = result.frames / result.seconds if result.seconds > 0 else float("inf")
     if not quiet:
         click.echo(f"{result.output_path}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)")

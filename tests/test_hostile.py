@@ -107,7 +107,7 @@ def test_truncated_mp4_with_index_at_end_is_one_line_error(tmp_path, standin_mod
 
 
 @pytest.mark.parametrize("suffix,codec", [(".mkv", "ffv1"), (".ts", "libx264"), (".mkv", "libx264")])
-def test_truncated_mkv_ts_keeps_the_frames_that_decoded(tmp_path, standin_models, suffix, codec):
+def test_truncated_mkv_ts_keeps_the_frames_that_decoded_and_warns(tmp_path, standin_models, suffix, codec):
     n = 24
     src = tmp_path / f"whole{suffix}"
     if suffix == ".ts":
@@ -122,16 +122,30 @@ def test_truncated_mkv_ts_keeps_the_frames_that_decoded(tmp_path, standin_models
                 container.mux(packet)
     else:
         make_clip(src, synthetic_frames(n, 48, 48), codec=codec)
+    args = ("--model", standin_models["tuple"], "--resolution", "64", "--lossless")
+    # the whole file: all frames, no warning
+    whole_out = tmp_path / "whole_out.mkv"
+    result = run_cli(src, *args, "-o", whole_out)
+    ok(result, whole_out)
+    assert "warning" not in result.output
+    assert len(decode_all(whole_out)[0]) == n
+
     cut = tmp_path / f"cut{suffix}"
     data = src.read_bytes()
-    cut.write_bytes(data[: len(data) // 2])
+    # cut mid-file at a byte a network drop could leave (for TS: not on a 188-byte packet boundary;
+    # a TS cut exactly on a boundary is indistinguishable from a shorter file, see the README)
+    cut.write_bytes(data[: len(data) // 2 + 61])
     out = tmp_path / "out.mkv"
-    result = run_cli(cut, "--model", standin_models["tuple"], "--resolution", "64", "--lossless", "-o", out)
-    # the defined (measured) behaviour: the demuxer drops the incomplete tail without flagging a
-    # corrupt packet, so the output holds the frames that decoded, with exit 0
+    result = run_cli(cut, *args, "-o", out)
+    # the defined behaviour: the frames that decode are encoded (exit 0) and a one-line warning
+    # names the file and the number of frames kept
     ok(result, out)
     hints, _ = decode_all(out)
     assert 0 < len(hints) < n
+    warnings = [line for line in result.output.splitlines() if line.startswith("densevid: warning:")]
+    assert len(warnings) == 1, result.output
+    assert "cut" + suffix in warnings[0] and "truncated" in warnings[0]
+    assert f"encoded the {len(hints)} frames that decoded" in warnings[0]
 
 
 def test_audio_only(tmp_path, standin_models):

@@ -83,6 +83,10 @@ def test_pts_preserved(tmp_path, suffix, codec, tb, pts):
     path = make_clip(tmp_path / f"c{suffix}", frames, codec=codec, time_base=tb, pts=pts, fps=25)
     _, got, got_tb, _ = decode_all(path, batch_size=3)
     assert seconds(got, got_tb) == seconds(pts, tb)
+    # whole files with odd timing must not look truncated
+    warnings: list[str] = []
+    assert sum(len(b.pts) for b in iter_frame_batches(path, 4, warnings_out=warnings)) == len(pts)
+    assert warnings == []
 
 
 def test_missing_pts_are_synthesized(tmp_path):
