@@ -19,7 +19,16 @@ import numpy as np
 
 _DEFAULT_PIX_FMT = {"ffv1": "bgr0", "libx264": "yuv420p", "png": "rgb24", "mjpeg": "yuvj420p", "libwebp": "yuv420p"}
 _FORMAT_BY_SUFFIX = {".mkv": "matroska", ".mka": "matroska", ".mp4": "mp4", ".m4a": "mp4", ".mov": "mov",
-                     ".nut": "nut", ".avi": "avi", ".h264": "h264"}
+                     ".nut": "nut", ".avi": "avi", ".h264": "h264", ".ts": "mpegts"}
+
+
+def _encode_and_mux(container, stream, frames) -> None:
+    """Encode every frame, flush the encoder, mux all packets."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)
 
 
 def synthetic_frames(n: int, h: int, w: int, seed: int = 0, black_every: int = 4) -> np.ndarray:
@@ -96,14 +105,14 @@ def make_clip(
         stream.codec_context.time_base = tb
         if rotation:
             stream.set_display_rotation(rotation)
-        for img, p in zip(frames, pts):
-            frame = av.VideoFrame.from_ndarray(img, format=input_format)
-            frame.pts = int(p)
-            frame.time_base = tb
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        def video_frames():
+            for img, p in zip(frames, pts):
+                frame = av.VideoFrame.from_ndarray(img, format=input_format)
+                frame.pts = int(p)
+                frame.time_base = tb
+                yield frame
+
+        _encode_and_mux(container, stream, video_frames())
     return path
 
 
@@ -136,14 +145,13 @@ def make_audio_only(path: str | Path, seconds: float = 0.5, codec: str = "aac", 
             samples = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
         else:
             samples = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)[None]
-        chunk = 1024
-        for i in range(0, n, chunk):
-            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + chunk]), format=sample_fmt,
-                                               layout="mono")
-            frame.sample_rate = rate
-            frame.pts = i
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
+        def audio_frames(chunk: int = 1024):
+            for i in range(0, n, chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + chunk]), format=sample_fmt,
+                                                   layout="mono")
+                frame.sample_rate = rate
+                frame.pts = i
+                yield frame
+
+        _encode_and_mux(container, stream, audio_frames())
     return path
