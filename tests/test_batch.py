@@ -376,3 +376,13 @@ def test_sigterm_mid_batch_leaves_no_partial_output_and_rerun_completes(tmp_path
     assert [e["status"] for e in data["inputs"]] == ["skipped", "done", "done"]
     assert len(decode_all(out / "b_long_densepose.mkv")[0]) == 40
     assert leftovers(tmp_path) == []
+
+
+def test_help_documents_the_batch_options_and_exit_codes():
+    result = CliRunner().invoke(main, ["encode", "--help"])
+    assert result.exit_code == 0
+    for text in ("--from-list", "--report", "--shard", "--ray", "--ray-actors", "directory", "glob",
+                 "skipped", "Exit code: 0 all done or skipped, 1 some failed, 2 usage error, 130"):
+        assert text in " ".join(result.output.split()), text
+    result = CliRunner().invoke(main, ["models", "--help"])
+    assert result.exit_code == 0 and "download" in result.output and "list" in result.output
