@@ -15,8 +15,9 @@ Design:
   goes back to the front of the queue, for the next free actor; after ``MAX_ATTEMPTS`` deaths on the
   same video it is "failed" with a one-line reason. An actor that cannot even start (its
   ``__init__`` fails) stops the batch, as a model that cannot load does.
-* Ctrl-C / SIGTERM on the driver: running videos are cancelled (the actor's progress callback sees
-  the flag, the encode unwinds and removes its temporary file), actors are killed after a grace
+* Ctrl-C / SIGTERM on the driver: running videos are stopped (``_Worker.stop`` runs beside ``run``
+  and sets a flag that the progress callback checks after every batch; the encode unwinds and removes its
+  temporary file: Ray's own ``ray.cancel`` does not interrupt a running actor task), actors are killed after a grace
   period, leftover temporary files of the videos in flight are removed, and the report lists what
   finished. A local Ray started by the driver is shut down; a cluster joined with ADDRESS is not.
 
@@ -29,6 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -81,18 +84,23 @@ class _Worker:
             config = replace(config, device="cuda")  # Ray gives each GPU actor one visible device
         self.config = config
         self.estimator = EstimatorCache(config)
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """Runs beside ``run`` (max_concurrency=2): the video in progress unwinds at its next batch."""
+        self._stopping.set()
 
     def run(self, job: Job) -> tuple[str, object]:
-        import ray
-
-        context = ray.get_runtime_context()
+        if self._stopping.is_set():
+            return "cancelled", None
         die = _kill_hook(job)
 
         def progress_factory(job: Job, total: int | None) -> Callable[[int], None]:
+            # called from the encode thread, once per batch written
             def progress(n: int) -> None:
                 if die:
                     os._exit(1)  # test hook: a worker that dies mid-video, its temporary file left behind
-                if context.is_canceled():
+                if self._stopping.is_set():
                     raise KeyboardInterrupt  # unwinds the encode, which removes its temporary file
             return progress
 
@@ -136,6 +144,11 @@ def _init(ray, address: str) -> bool:
     if ray.is_initialized():
         return False
     quiet = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    # ray.init installs its own SIGTERM handler (it kills the driver on the spot): keep the caller's,
+    # which unwinds like Ctrl-C so the report is written and the workers' temporary files removed
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         if address in ("local", ""):
             ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
@@ -147,6 +160,10 @@ def _init(ray, address: str) -> bool:
     except Exception as exc:
         where = "start a local Ray" if address in ("local", "") else f"connect to Ray at {address}"
         raise ConfigError(f"cannot {where}: {type(exc).__name__}: {one_line(exc, 150)}") from None
+    finally:
+        for sig, handler in handlers.items():
+            if handler is not None:
+                signal.signal(sig, handler)
     return True
 
 
@@ -194,7 +211,7 @@ def _drive(ray, jobs, todo, config, num_actors, max_attempts, record, report) ->
     gpus = int(ray.cluster_resources().get("GPU", 0))
     options = {"num_gpus": 1} if gpus else {"num_cpus": 1}
     count = min(num_actors or gpus or CPU_ACTORS, len(todo))
-    actor_class = ray.remote(_Worker).options(max_restarts=0, max_task_retries=0, **options)
+    actor_class = ray.remote(_Worker).options(max_restarts=0, max_task_retries=0, max_concurrency=2, **options)
     actors = [actor_class.remote(config) for _ in range(count)]
     free = deque(actors)
     queue = deque((i, 1) for i in todo)  # (job index, attempt)
@@ -239,20 +256,24 @@ def _drive(ray, jobs, todo, config, num_actors, max_attempts, record, report) ->
                 record(i, InputResult.from_dict(payload))
             free.append(actor)
     finally:
-        _stop(ray, actors, inflight, jobs, config)
+        _stop(ray, actors, inflight, jobs, config, record)
 
 
-def _stop(ray, actors, inflight, jobs, config) -> None:
+def _stop(ray, actors, inflight, jobs, config, record=None) -> None:
     """Cancel what runs (the encodes clean up after themselves), kill the actors, sweep leftovers."""
     refs = list(inflight)
-    for ref in refs:
+    for actor, _, _ in inflight.values():
         try:
-            ray.cancel(ref)
+            actor.stop.remote()
         except Exception:  # noqa: BLE001 - best effort; the kill below is the backstop
             pass
     if refs:
         try:
-            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_GRACE_SECONDS)
+            for ref in ready:  # a video that finished meanwhile is reported as done
+                kind, payload = ray.get(ref)
+                if kind == "result" and record is not None:
+                    record(inflight[ref][1], InputResult.from_dict(payload))
         except Exception:  # noqa: BLE001
             pass
     for actor in actors:

@@ -102,3 +102,37 @@ def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_pat
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert [e["status"] for e in json.loads(ray_report.read_text())["inputs"]] == ["skipped", "skipped", "skipped"]
+
+
+def test_ray_sigterm_stops_cleanly(tmp_path, standin_models):
+    """A pre-empted driver: exit 130, the report, no temporary file (Ray's own SIGTERM handler is not kept)."""
+    import signal
+    import time
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    for name in ("a.mkv", "b.mkv"):
+        make_clip(videos / name, synthetic_frames(40, 128, 128, black_every=0))
+    out, report = tmp_path / "o", tmp_path / "report.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "encode", str(videos), "-o", str(out),
+                             "--report", str(report), "--ray", "--quiet", "--model", str(standin_models["tuple"]),
+                             "--resolution", "128", "--lossless", "--batch-size", "1", "--device", "cpu"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))
+    deadline = time.monotonic() + 90
+    while not list(out.glob(".*.partial.mkv")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no video started"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip().startswith("densevid: error: interrupted;") and stderr.strip().count("\n") == 0, stderr
+    assert [p for p in out.iterdir() if ".partial" in p.name] == []
+    data = json.loads(report.read_text())
+    assert data["interrupted"] is True
+    statuses = [e["status"] for e in data["inputs"]]
+    assert "pending" in statuses and set(statuses) <= {"pending", "done"}
+    # what the report calls done exists, complete; nothing else does
+    done = {Path(e["output"]).name for e in data["inputs"] if e["status"] == "done"}
+    assert {p.name for p in out.iterdir()} == done
