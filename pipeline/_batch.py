@@ -24,7 +24,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 from ._config import EncodeConfig
 from ._errors import DensevidError, OutputError
@@ -305,7 +305,3 @@ class ConsoleProgress:
                 self._write(f"densevid:   failed: {result.error}" if named
                             else f"densevid:   failed: {result.input}: {result.error}")
 
-
-def results_in_order(jobs: Iterable[Job], by_input: dict[str, InputResult], config: EncodeConfig) -> list[InputResult]:
-    """Results in job order, "pending" for any job without one."""
-    return [by_input.get(str(job.input_path)) or pending_result(job, config) for job in jobs]

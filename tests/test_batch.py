@@ -16,7 +16,6 @@ from click.testing import CliRunner
 
 from clips import make_clip, make_image, synthetic_frames
 from helpers import decode_all, run_cli
-from pipeline import _inputs
 from pipeline._errors import UsageError
 from pipeline._inputs import build_plan, expand_inputs, parse_shard, shard_of
 from pipeline.cli import main
