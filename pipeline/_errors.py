@@ -24,3 +24,7 @@ class ModelError(DensevidError):
 
 class ConfigError(DensevidError):
     """An option value is out of range or unknown."""
+
+
+class UsageError(DensevidError):
+    """The command line names no usable inputs or contradictory outputs (exit code 2, like a bad flag)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 import signal
 import sys
 from pathlib import Path
@@ -9,10 +11,14 @@ from pathlib import Path
 import click
 
 from ._config import CMAP_CHOICES, MAX_BATCH_SIZE, MAX_RESOLUTION, MIN_RESOLUTION, EncodeConfig
-from ._errors import DensevidError
+from ._errors import DensevidError, UsageError
 
 EXIT_FAILED = 1
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+# what `--ray ADDRESS` accepts; any other word after --ray is an INPUT (`--ray videos/` starts a local Ray)
+_RAY_ADDRESS = re.compile(r"^(auto|local|ray://\S+|[\w.\-]+:\d+)$")
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> None:
@@ -23,6 +29,17 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
 def _sigterm_as_interrupt(signum, frame) -> None:
     # A pre-empted worker gets SIGTERM: unwind like Ctrl-C so temporary files are removed.
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _signals_ignored():
+    """While the report is written after a run: a second Ctrl-C/SIGTERM must not cut it short."""
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,9 +53,12 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("inputs", metavar="INPUT...", nargs=-1)
 @click.option("-o", "--output", "output_path", type=click.Path(path_type=Path), default=None,
-              help="Output file. Default: INPUT's name + _densepose.mp4 (.mkv with --lossless, .png for images).")
+              help="One INPUT file: the output file (or an existing directory to write into). Several inputs, "
+                   "a directory, a glob or --from-list: a directory (created if missing) where the outputs mirror "
+                   "the inputs' relative paths. Default: beside each input, as INPUT-stem_densepose.mp4 "
+                   "(.mkv with --lossless, .png for images).")
 @click.option("--model", default="r50", show_default=True,
               help="r50, r101, a hub file name (densepose_r50_fpn_dl.torchscript), or a path to a TorchScript file.")
 @click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="viridis", show_default=True,
@@ -51,39 +71,133 @@ def main() -> None:
 @click.option("--half", is_flag=True, help="Run the model in fp16 (CUDA only; ignored on the CPU).")
 @click.option("--lossless", is_flag=True,
               help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(input_path: Path, output_path: Path | None, model: str, cmap: str, resolution: int, device: str,
-           batch_size: int, half: bool, lossless: bool, overwrite: bool, quiet: bool) -> None:
-    """Render the DensePose hint video of INPUT.
+@click.option("--overwrite", is_flag=True,
+              help="Redo inputs whose output exists (default: an existing output is complete, so it is skipped).")
+# --- batch options (issue 4) ---
+@click.option("--from-list", "list_files", multiple=True, metavar="FILE",
+              help="Read more INPUTs from FILE, one per line ('-' for stdin; blank lines and # comments ignored).")
+@click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
+              help="Write a JSON report: per input status (done/skipped/failed/pending), output, frames, seconds, error.")
+@click.option("--shard", default=None, metavar="K/N",
+              help="Process only shard K of N (0 <= K < N): inputs are assigned by sha1 of their relative path, so "
+                   "N workers with K = 0..N-1 cover every input exactly once.")
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Run on Ray (pip install \"densevid[ray]\"): one actor per GPU, or CPU actors. ADDRESS: auto, "
+                   "HOST:PORT or ray://HOST:PORT of a running cluster; none (or 'local'): start a local Ray.")
+@click.option("--ray-actors", type=click.IntRange(1, 4096), default=None, metavar="N",
+              help="With --ray: number of actors (default: one per GPU of the cluster; 2 CPU actors without GPUs).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bars, no per-input lines, no summary (errors still shown).")
+def encode(inputs: tuple[str, ...], output_path: Path | None, model: str, cmap: str, resolution: int, device: str,
+           batch_size: int, half: bool, lossless: bool, overwrite: bool, list_files: tuple[str, ...],
+           report_path: Path | None, shard: str | None, ray_address: str | None, ray_actors: int | None,
+           quiet: bool) -> None:
+    """Render the DensePose hint video of every INPUT.
 
-    Example: densevid encode dance.mp4 --cmap viridis   (writes dance_densepose.mp4)
+    INPUT is a video or image file, a directory (searched recursively for video and image files),
+    or a glob ('videos/**/*.mp4'). An input whose output exists is skipped, so rerunning the same
+    command after a crash does only what is left. One bad input does not stop the others.
+
+    Exit code: 0 all done or skipped, 1 some failed, 2 usage error, 130 interrupted.
+
+    \b
+    Examples:
+      densevid encode dance.mp4                      (writes dance_densepose.mp4)
+      densevid encode videos/ -o hints/ --report report.json
+      densevid encode --from-list all.txt -o hints/ --shard $SLURM_ARRAY_TASK_ID/8
+      densevid encode videos/ -o hints/ --ray        (local Ray; --ray auto joins a cluster)
     """
-    from tqdm import tqdm
-
-    from . import DensePoseEstimator, encode_video
-    from ._decode import probe_video
-    from ._engine import resolve_output_path
+    from ._batch import ConsoleProgress, run_batch
+    from ._inputs import build_plan, parse_shard
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
+        if ray_address is not None and not _RAY_ADDRESS.match(ray_address):
+            inputs, ray_address = inputs + (ray_address,), "local"  # `--ray videos/`: the word is an INPUT
+        if ray_actors is not None and ray_address is None:
+            raise UsageError("--ray-actors needs --ray")
+        if report_path is not None and not report_path.parent.is_dir():
+            raise UsageError(f"--report {report_path}: directory {report_path.parent} does not exist")
         config = EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, batch_size=batch_size,
                               half=half, lossless=lossless, overwrite=overwrite, progress=not quiet).with_env()
-        # refuse a bad input or output path before the (slow) model load
-        info = probe_video(input_path)
-        output_path = resolve_output_path(input_path, output_path, info, config.lossless, config.overwrite)
-        estimator = DensePoseEstimator.from_config(config)
-        with tqdm(total=info.frame_count, unit="frame", desc=input_path.name, disable=quiet, leave=False) as bar:
-            result = encode_video(input_path, output_path, estimator, progress=bar.update, info=info)
+        plan = build_plan(inputs, list_files, output_path, lossless, parse_shard(shard) if shard else None)
+        progress = ConsoleProgress(len(plan.jobs), quiet=quiet, single=plan.single)
+        try:
+            if ray_address is not None:
+                from ._ray import run_on_ray
+
+                report = run_on_ray(plan.jobs, config, address=ray_address, num_actors=ray_actors,
+                                    on_result=progress.result)
+            else:
+                report = run_batch(plan.jobs, config, progress_factory=progress.frames, on_result=progress.result)
+        finally:
+            progress.close()
+        report.shard = shard
+    except UsageError as error:
+        _fail(str(error), EXIT_USAGE)
     except DensevidError as error:
         _fail(str(error))
     except KeyboardInterrupt:
         _fail("interrupted; no output written", EXIT_INTERRUPTED)
-    for warning in result.warnings:  # printed even with --quiet: they are about the output's content
-        click.echo(f"densevid: warning: {warning}", err=True)
-    fps = result.frames / result.seconds if result.seconds > 0 else float("inf")
-    if not quiet:
-        click.echo(f"{result.output_path}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)")
+    with _signals_ignored():
+        progress.summary(report)
+        if report_path is not None:
+            try:
+                report.write(report_path)
+            except DensevidError as error:
+                _fail(str(error))
+    if report.fatal:
+        _fail(report.fatal)
+    if report.interrupted:
+        counts = report.counts
+        if plan.single:
+            _fail("interrupted; no output written", EXIT_INTERRUPTED)
+        _fail(f"interrupted; {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed, "
+              f"{counts['pending']} not finished: rerun the same command to finish them", EXIT_INTERRUPTED)
+    sys.exit(report.exit_code)
+
+
+# --- densevid models ---------------------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """Fetch the model weights ahead of a job, and see what is cached.
+
+    Download once where there is internet (into the Hugging Face cache, HF_HOME), then run the
+    workers with HF_HUB_OFFLINE=1 and the same HF_HOME (or DENSEVID_MODEL_DIR).
+    """
+
+
+@models.command("download")
+@click.argument("which", type=click.Choice(["r50", "r101", "all"]), default="r50")
+@click.option("--force", is_flag=True, help="Download again even when the file is cached.")
+def models_download(which: str, force: bool) -> None:
+    """Download WHICH model (default r50) into the cache and verify it loads as a DensePose TorchScript model."""
+    from ._modelcache import download_model, format_size
+    from ._models import MODEL_FILES
+
+    names = list(MODEL_FILES) if which == "all" else [which]
+    signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        for name in names:
+            entry = download_model(name, force=force)
+            click.echo(f"{name}  {entry.filename}  {format_size(entry.size)}  sha256 {entry.sha256}  {entry.path}")
+    except DensevidError as error:
+        _fail(str(error))
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+
+
+@models.command("list")
+def models_list() -> None:
+    """Show which models are cached, where, and their size."""
+    from ._modelcache import cached_models, format_size
+    from ._models import _hf_cache_dir
+
+    click.echo(f"hub cache: {_hf_cache_dir()}")
+    for entry in cached_models():
+        where = f"{format_size(entry.size)}  {entry.where}  {entry.path}" if entry.path else "not cached"
+        click.echo(f"{entry.name:<5} {entry.filename:<36} {where}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -61,15 +61,18 @@ def test_image_input_gives_png(tmp_path, standin_models, tuple_model):
     assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image, tuple_model, cmap="parula", resolution=64)))
 
 
-def test_existing_output_is_kept_without_overwrite(tmp_path, standin_models):
+def test_existing_output_is_skipped_without_overwrite(tmp_path, standin_models):
+    # the resume rule: an output under its final name is complete (atomic rename), so it is skipped
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(3, 32, 32))
     out = tmp_path / "a_densepose.mkv"
     out.write_bytes(b"precious")
     args = (clip, "--lossless", "--model", standin_models["tuple"], "--resolution", "64")
     result = run_cli(*args)
-    assert result.exit_code == 1
-    assert "already exists" in result.output and "--overwrite" in result.output
+    assert result.exit_code == 0 and result.output == "", result.output
     assert out.read_bytes() == b"precious"
+    loud = CliRunner().invoke(main, ["encode", *map(str, args)])
+    assert loud.exit_code == 0
+    assert loud.output.strip() == f"densevid: skipped {clip}: {out} exists (--overwrite redoes it)"
     assert run_cli(*args, "--overwrite").exit_code == 0
     assert decode_all(out)[0].shape == (3, 64, 64, 3)
 

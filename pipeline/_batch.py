@@ -1,0 +1,307 @@
+"""Run a list of jobs with one model per process: resume, per-input isolation, the summary and the report.
+
+Resume rule: outputs only ever appear under their final name complete (temporary file + atomic
+rename, see ``_encode``), so an existing output *is* a finished one: it is "skipped" without
+decoding anything (``--overwrite`` redoes it). The suffix of the input decides whether the output
+is a video or a PNG for that check; the probe corrects it for a file whose suffix lies.
+
+Isolation: every problem that belongs to one input (unreadable, corrupt, unwritable output, even an
+unexpected exception) is recorded as that input's one-line failure and the batch goes on. Only what
+makes every input fail stops the batch: the model cannot be found or loaded (``BatchReport.fatal``).
+Ctrl-C / SIGTERM (KeyboardInterrupt) stops it too: the encode in flight removes its temporary file,
+and the report lists what finished; unfinished inputs are "pending".
+
+The model is loaded lazily, once per process, by the first input that needs it: a batch whose
+inputs are all skipped (or all fail before encoding) never loads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ._config import EncodeConfig
+from ._errors import DensevidError, OutputError
+from ._inputs import Job
+
+STATUSES = ("done", "skipped", "failed", "pending")
+REPORT_VERSION = 1
+
+# progress_factory(job, frame_count or None) -> per-frame callback (or None)
+ProgressFactory = Callable[[Job, "int | None"], "Callable[[int], None] | None"]
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
+@dataclass
+class InputResult:
+    """What happened to one input (one entry of the JSON report)."""
+
+    input: str
+    output: str | None
+    status: str  # done | skipped | failed | pending
+    frames: int | None = None
+    seconds: float | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.seconds is not None:
+            data["seconds"] = round(self.seconds, 3)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputResult":
+        return cls(**data)
+
+
+@dataclass
+class BatchReport:
+    results: list[InputResult]
+    interrupted: bool = False
+    fatal: str | None = None  # the one-line reason the whole batch stopped (model not loadable)
+    seconds: float = 0.0
+    shard: str | None = None
+
+    @property
+    def counts(self) -> dict[str, int]:
+        counts = {status: 0 for status in STATUSES}
+        for result in self.results:
+            counts[result.status] += 1
+        return counts
+
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted, 1 when anything failed (or the batch stopped), else 0."""
+        if self.interrupted:
+            return 130
+        counts = self.counts
+        return 1 if self.fatal or counts["failed"] or counts["pending"] else 0
+
+    def to_dict(self) -> dict:
+        return {"version": REPORT_VERSION, "counts": self.counts, "interrupted": self.interrupted,
+                "error": self.fatal, "shard": self.shard, "seconds": round(self.seconds, 3),
+                "inputs": [r.to_dict() for r in self.results]}
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the JSON report atomically (temporary file beside it, then rename)."""
+        path = Path(path)
+        data = json.dumps(self.to_dict(), indent=2) + "\n"
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+        except OSError as err:
+            raise OutputError(f"cannot write the report {path}: {err.strerror or err}") from None
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException as err:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            if isinstance(err, OSError):
+                raise OutputError(f"cannot write the report {path}: {err.strerror or err}") from None
+            raise
+        return path
+
+
+class BatchAbort(Exception):
+    """The model cannot be loaded: no input can succeed, so the batch stops (one-line ``reason``)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class EstimatorCache:
+    """Builds the DensePoseEstimator on first use and keeps it: one model load per process."""
+
+    def __init__(self, config: EncodeConfig) -> None:
+        self.config = config
+        self._estimator = None
+        self.loads = 0
+
+    def __call__(self):
+        if self._estimator is None:
+            from ._api import DensePoseEstimator
+
+            try:
+                self._estimator = DensePoseEstimator.from_config(self.config)
+            except DensevidError as error:
+                raise BatchAbort(one_line(error)) from error
+            self.loads += 1
+        return self._estimator
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def pending_result(job: Job, config: EncodeConfig) -> InputResult:
+    return InputResult(str(job.input_path), str(job.output_path(config.lossless)), "pending")
+
+
+def skip_check(job: Job, config: EncodeConfig) -> InputResult | None:
+    """The cheap part of a job (no decoding): a planning error, output = input, or a finished output."""
+    out = job.output_path(config.lossless)
+    if job.error:
+        return InputResult(str(job.input_path), str(out), "failed", seconds=0.0, error=job.error)
+    if out.exists() and _same_file(out, job.input_path):
+        return InputResult(str(job.input_path), str(out), "failed", seconds=0.0,
+                           error=f"output {out} is the input file; choose another output path")
+    if not config.overwrite and out.is_file():
+        return InputResult(str(job.input_path), str(out), "skipped")
+    return None
+
+
+def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
+            progress_factory: ProgressFactory | None = None) -> InputResult:
+    """Encode one input; every failure that belongs to it becomes its InputResult.
+
+    Raises BatchAbort (the model cannot be loaded) and KeyboardInterrupt; nothing else.
+    """
+    from ._decode import probe_video
+    from ._engine import encode_video, resolve_output_path
+
+    early = skip_check(job, config)
+    if early is not None:
+        return early
+    started = time.perf_counter()
+    out = job.output_path(config.lossless)
+    try:
+        info = probe_video(job.input_path)
+        if info.is_image != job.looks_like_image:  # a suffix that lies: the probe decides
+            out = job.output_path(config.lossless, image=info.is_image)
+            if not config.overwrite and out.is_file() and not _same_file(out, job.input_path):
+                return InputResult(str(job.input_path), str(out), "skipped")
+        if job.output_dir is not None:  # mirrored sub-directories are created on demand
+            try:
+                out.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create the output directory {out.parent}: {err.strerror or err}") from None
+        out = resolve_output_path(job.input_path, out, info, config.lossless, config.overwrite)
+        model = estimator()  # loaded here, after the cheap refusals, once per process
+        progress = progress_factory(job, info.frame_count) if progress_factory else None
+        result = encode_video(job.input_path, out, model, progress=progress, info=info)
+    except DensevidError as error:
+        return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
+                           error=one_line(error))
+    except (BatchAbort, KeyboardInterrupt):
+        raise
+    except Exception as error:  # a bug, but it belongs to this input: the batch goes on
+        return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
+                           error=one_line(f"unexpected {type(error).__name__}: {error}"))
+    return InputResult(str(job.input_path), str(result.output_path), "done", frames=result.frames,
+                       seconds=time.perf_counter() - started, warnings=list(result.warnings))
+
+
+def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: ProgressFactory | None = None,
+              on_result: Callable[[Job, InputResult], None] | None = None,
+              estimator: Callable[[], object] | None = None) -> BatchReport:
+    """Run ``jobs`` in order in this process with one estimator; never raises for one input's sake."""
+    started = time.perf_counter()
+    estimator = estimator or EstimatorCache(config)
+    results: list[InputResult | None] = [None] * len(jobs)
+    report = BatchReport([])
+    try:
+        for i, job in enumerate(jobs):
+            try:
+                results[i] = run_job(job, config, estimator, progress_factory)
+            except BatchAbort as abort:
+                report.fatal = abort.reason
+                break
+            if on_result:
+                on_result(job, results[i])
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.results = [r if r is not None else pending_result(job, config) for job, r in zip(jobs, results)]
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+# --- the console: progress bars, one-line messages, the summary --------------------------------------
+
+
+class ConsoleProgress:
+    """tqdm bars (videos, and frames of the current video) and one-line messages.
+
+    ``single``: one input given as a file: no videos bar, no summary, errors exactly as
+    ``densevid: error: <reason>``. ``quiet``: no bars, no per-input "done" lines, no summary;
+    errors and warnings are always printed.
+    """
+
+    def __init__(self, total: int, quiet: bool = False, single: bool = False) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self.quiet = quiet
+        self.single = single
+        self._videos = tqdm(total=total, unit="video", desc="densevid", disable=quiet or single or total == 0,
+                            dynamic_ncols=True)
+        self._frames = None
+
+    def _write(self, text: str, err: bool = True) -> None:
+        self._tqdm.write(text, file=sys.stderr if err else sys.stdout)
+
+    def frames(self, job: Job, total: int | None) -> Callable[[int], None] | None:
+        self._close_frames()
+        if self.quiet:
+            return None
+        self._frames = self._tqdm(total=total, unit="frame", desc=Path(job.rel).name, leave=False,
+                                  position=0 if self.single else 1, dynamic_ncols=True)
+        return self._frames.update
+
+    def _close_frames(self) -> None:
+        if self._frames is not None:
+            self._frames.close()
+            self._frames = None
+
+    def result(self, job: Job, result: InputResult) -> None:
+        self._close_frames()
+        for warning in result.warnings:  # about the output's content: printed even with --quiet
+            self._write(f"densevid: warning: {warning}")
+        if result.status == "failed":
+            named = self.single or result.input in (result.error or "")
+            self._write(f"densevid: error: {result.error}" if named
+                        else f"densevid: error: {result.input}: {result.error}")
+        elif not self.quiet and result.status == "skipped":
+            self._write(f"densevid: skipped {result.input}: {result.output} exists (--overwrite redoes it)")
+        elif not self.quiet and result.status == "done":
+            fps = result.frames / result.seconds if result.seconds else float("inf")
+            self._write(f"{result.output}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)",
+                        err=False)
+        self._videos.update(1)
+
+    def close(self) -> None:
+        self._close_frames()
+        self._videos.close()
+
+    def summary(self, report: BatchReport) -> None:
+        """The end-of-batch summary (not for a single input, not with --quiet)."""
+        if self.single or self.quiet:
+            return
+        c = report.counts
+        text = f"densevid: {len(report.results)} inputs: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed"
+        if c["pending"]:
+            text += f", {c['pending']} not finished"
+        self._write(text + f" ({report.seconds:.1f} s)")
+        for result in report.results:
+            if result.status == "failed":
+                named = result.input in (result.error or "")
+                self._write(f"densevid:   failed: {result.error}" if named
+                            else f"densevid:   failed: {result.input}: {result.error}")
+

@@ -1,0 +1,92 @@
+"""``densevid models download|list``: fetch and verify the weights ahead of a job, show the cache.
+
+Downloads go to the Hugging Face cache that ``resolve_model_path`` reads (``HF_HOME`` /
+``HF_HUB_CACHE``), so workers that share it run offline with ``HF_HUB_OFFLINE=1``. A downloaded
+file is verified by loading it as a DensePose TorchScript model on the CPU (which runs the same
+contract probe as every encode) before it is reported with its size and sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from ._errors import ModelError
+from ._models import MODEL_FILES, MODEL_REPO, _hf_cache_dir, _hf_offline, _one_line, load_model
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str  # r50 / r101
+    filename: str
+    path: Path | None  # None: not found
+    where: str = ""  # "DENSEVID_MODEL_DIR" or "hub cache"
+    size: int | None = None
+    sha256: str | None = None
+
+
+def format_size(size: int | None) -> str:
+    if size is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1000 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} GB"  # pragma: no cover
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _cached_in_hub(filename: str) -> Path | None:
+    import huggingface_hub
+
+    cached = huggingface_hub.try_to_load_from_cache(MODEL_REPO, filename, cache_dir=str(_hf_cache_dir()))
+    return Path(cached) if isinstance(cached, str) and Path(cached).is_file() else None
+
+
+def cached_models(model_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
+    """Where each known model would be found without network, in lookup order (model dir, hub cache)."""
+    model_dir = model_dir if model_dir is not None else os.environ.get("DENSEVID_MODEL_DIR")
+    entries = []
+    for name, filename in MODEL_FILES.items():
+        found, where = None, ""
+        if model_dir and (Path(os.path.expanduser(str(model_dir))) / filename).is_file():
+            found, where = Path(os.path.expanduser(str(model_dir))) / filename, "DENSEVID_MODEL_DIR"
+        else:
+            found = _cached_in_hub(filename)
+            where = "hub cache" if found else ""
+        entries.append(ModelEntry(name, filename, found, where, found.stat().st_size if found else None))
+    return entries
+
+
+def download_model(name: str, force: bool = False, verify: bool = True) -> ModelEntry:
+    """Download ``name`` (r50/r101) into the hub cache, verify it, and describe it (ModelError if not)."""
+    import huggingface_hub
+
+    filename = MODEL_FILES[name]
+    if _hf_offline():
+        raise ModelError(f"cannot download {filename}: offline (HF_HUB_OFFLINE is set); "
+                         f"run `densevid models download` where there is internet, with HF_HUB_OFFLINE unset")
+    try:
+        path = Path(huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(_hf_cache_dir()),
+                                                    force_download=force))
+    except Exception as exc:  # network, HTTP, disk: one line
+        raise ModelError(f"download of {filename} from {MODEL_REPO} failed: {type(exc).__name__}: "
+                         f"{_one_line(exc, 150)}") from None
+    size = path.stat().st_size if path.is_file() else 0
+    if size == 0:
+        raise ModelError(f"downloaded {filename} is empty: {path}; run again with --force")
+    if verify:
+        try:
+            load_model(path, "cpu")
+        except ModelError as error:
+            raise ModelError(f"downloaded {filename} does not load ({error}); run again with --force") from None
+    return ModelEntry(name, filename, path, "hub cache", size, sha256_of(path))

@@ -1,0 +1,134 @@
+"""Issue 4: `densevid models download|list`, then offline workers. No network: the download is faked."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from clips import make_clip, synthetic_frames
+from helpers import run_cli
+from pipeline._models import MODEL_FILES, MODEL_REPO
+from pipeline.cli import main
+from test_models import _populate_cache
+
+
+@pytest.fixture
+def hf_home(monkeypatch, tmp_path):
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    return home
+
+
+def _fake_hub(monkeypatch, payload_for):
+    """hf_hub_download writing into the real cache layout, with content from payload_for(filename)."""
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo_id, filename, cache_dir=None, force_download=False, **kwargs):
+        calls.append((repo_id, filename, force_download))
+        from pathlib import Path
+
+        repo_dir = Path(cache_dir) / ("models--" + repo_id.replace("/", "--"))
+        commit = "0123456789abcdef0123456789abcdef01234567"
+        (repo_dir / "refs").mkdir(parents=True, exist_ok=True)
+        (repo_dir / "refs" / "main").write_text(commit)
+        blob = repo_dir / "blobs" / hashlib.sha256(filename.encode()).hexdigest()
+        blob.parent.mkdir(exist_ok=True)
+        blob.write_bytes(payload_for(filename))
+        snapshot = repo_dir / "snapshots" / commit
+        snapshot.mkdir(parents=True, exist_ok=True)
+        link = snapshot / filename
+        if not link.exists():
+            link.symlink_to(blob)
+        return str(link)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    return calls
+
+
+def test_download_verifies_and_then_workers_run_offline(tmp_path, hf_home, monkeypatch, standin_models):
+    payload = standin_models["tuple"].read_bytes()
+    calls = _fake_hub(monkeypatch, lambda filename: payload)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    result = CliRunner().invoke(main, ["models", "download", "all"])
+    assert result.exit_code == 0, result.output
+    digest = hashlib.sha256(payload).hexdigest()
+    lines = result.output.strip().splitlines()
+    assert [line.split()[:2] for line in lines] == [["r50", MODEL_FILES["r50"]], ["r101", MODEL_FILES["r101"]]]
+    assert all(f"sha256 {digest}" in line and str(hf_home / "hub") in line for line in lines)
+    assert [c[:2] for c in calls] == [(MODEL_REPO, MODEL_FILES["r50"]), (MODEL_REPO, MODEL_FILES["r101"])]
+
+    # a worker without internet: HF_HUB_OFFLINE=1 and --model r50 find the cached file
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    listing = CliRunner().invoke(main, ["models", "list"])
+    assert listing.exit_code == 0
+    assert listing.output.splitlines()[0] == f"hub cache: {hf_home / 'hub'}"
+    from pipeline._modelcache import format_size
+
+    size = format_size(len(payload))
+    assert size.endswith(" MB")
+    for name in ("r50", "r101"):
+        line = next(line for line in listing.output.splitlines() if line.startswith(name + " "))
+        assert MODEL_FILES[name] in line and size in line and "hub cache" in line and str(hf_home) in line
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    result = run_cli(clip, "--model", "r50", "--resolution", "64", "--lossless")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "a_densepose.mkv").is_file()
+    assert len(calls) == 2  # nothing downloaded by the worker
+
+
+def test_download_refuses_offline_in_one_line(hf_home, monkeypatch):
+    calls = _fake_hub(monkeypatch, lambda filename: b"x")
+    result = CliRunner().invoke(main, ["models", "download"])  # the autouse fixture sets HF_HUB_OFFLINE=1
+    assert result.exit_code == 1 and not calls
+    assert result.output == (f"densevid: error: cannot download {MODEL_FILES['r50']}: offline (HF_HUB_OFFLINE is "
+                             f"set); run `densevid models download` where there is internet, with HF_HUB_OFFLINE "
+                             f"unset\n")
+
+
+def test_download_of_a_broken_file_is_an_error(hf_home, monkeypatch):
+    _fake_hub(monkeypatch, lambda filename: b"<html>proxy login page</html>")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    result = CliRunner().invoke(main, ["models", "download", "r101"])
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and line.startswith(f"densevid: error: downloaded {MODEL_FILES['r101']} does not load")
+    assert "--force" in line
+
+
+def test_download_failure_is_one_line(hf_home, monkeypatch):
+    import huggingface_hub
+
+    def unreachable(*args, **kwargs):
+        raise OSError("Network is unreachable")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    result = CliRunner().invoke(main, ["models", "download", "r50"])
+    assert result.exit_code == 1
+    assert result.output == (f"densevid: error: download of {MODEL_FILES['r50']} from {MODEL_REPO} failed: "
+                             f"OSError: Network is unreachable\n")
+
+
+def test_list_shows_cache_model_dir_and_missing(tmp_path, hf_home, monkeypatch):
+    _populate_cache(hf_home, MODEL_FILES["r101"], payload=b"w" * 2500)
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (model_dir / MODEL_FILES["r50"]).write_bytes(b"v" * 1200)
+    monkeypatch.setenv("DENSEVID_MODEL_DIR", str(model_dir))
+    result = CliRunner().invoke(main, ["models", "list"])
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "1.2", "KB", "DENSEVID_MODEL_DIR",
+                                str(model_dir / MODEL_FILES["r50"])]
+    assert lines[2].split()[:6] == ["r101", MODEL_FILES["r101"], "2.5", "KB", "hub", "cache"]
+    monkeypatch.delenv("DENSEVID_MODEL_DIR")
+    shutil.rmtree(hf_home)
+    lines = CliRunner().invoke(main, ["models", "list"]).output.splitlines()
+    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
