@@ -3,7 +3,8 @@
 Rule (exact, in rational arithmetic): with input frame times t_i (seconds), the first one t_0,
 output frame k is at time t_0 + k / F and shows the latest input frame with t_i <= that time.
 The last input frame lasts one nominal frame duration (1 / the stream's average rate, else the
-last gap between frames, else 1 / F). Output timestamps are on the 1/F grid, in time base 1/F:
+last gap between frames, else 1 / F), and the output's length is that total duration rounded
+half up to whole output frames (so millisecond-rounded MKV timestamps add no spurious frame). Output timestamps are on the 1/F grid, in time base 1/F:
 pts_k = round(t_0 * F) + k (a start off the grid is snapped to the nearest grid point).
 
 Streaming: an input frame's repeat count is known as soon as the next frame's timestamp is, so
@@ -63,7 +64,9 @@ def resample(frames: Iterable[tuple[int, object]], time_base: Fraction, fps: Fra
         pending = (t, payload)
     if pending is not None:
         duration = nominal_duration or last_gap or 1 / fps
-        end = max(next_k, _ceil((pending[0] + duration - t0) * fps))
+        # the output's length is the input's duration rounded (half up) to whole output frames, so a
+        # millisecond-rounded timestamp (MKV) does not add a frame: 15 frames at 30 fps -> 5 at 10 fps
+        end = max(next_k, math.floor((pending[0] + duration - t0) * fps + Fraction(1, 2)))
         if end > next_k:
             yield pending[1], tuple(range(base + next_k, base + end))
 
