@@ -1,8 +1,14 @@
 """The engine: wiring only. A decode thread, the compute loop, an encode thread, bounded queues.
 
-    decode thread:  PyAV -> FrameBatch -> resize+pad (OpenCV, exact)  ──► queue (bounded)
+    decode thread:  PyAV -> FrameBatch -> [--fps: drop] -> [crop] -> resize+pad (OpenCV, exact)  ──► queue (bounded)
     compute (caller's thread): upload -> model per frame -> render kernel -> one copy to host ──► queue (bounded)
-    encode thread:  hint batches -> writer (temporary file, renamed when complete)
+    encode thread:  hint batches -> [--fps: repeat] -> writer(s) (temporary files, renamed when complete)
+
+Post-stages (only with --smooth, --iuv, or a --size framing that resamples or pads): the compute
+stage renders uint8 label maps instead of coloured hints, then on the device: temporal smoothing
+(stateful across batches, K//2 frames of lookahead), framing (nearest resize, centred pad with
+label 0), the colormap LUT, and the one device-to-host copy. Without them the fused render_hint
+path runs unchanged.
 
 On CUDA the frames of a batch are issued round-robin on ``CUDA_STREAMS`` streams (the exports
 take one image per call, so streams are how several model calls overlap), hints are rendered
