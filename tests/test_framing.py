@@ -185,3 +185,27 @@ def test_png_frames_equal_the_lossless_video(tmp_path, standin_models, portrait)
                      "--frames", frames_dir)
     assert result.exit_code == 1 and "already exists" in result.output and "--overwrite" in result.output
     assert not (tmp_path / "again.mkv").exists()
+
+
+def test_image_input_is_framed_too(tmp_path, standin_models, tuple_model):
+    from clips import make_image
+
+    image = synthetic_frames(2, 50, 90, seed=4)[1]  # landscape
+    path = make_image(tmp_path / "person.png", image)
+    result = run_cli(path, "--model", standin_models["tuple"], "--size", "64")
+    assert result.exit_code == 0, result.output
+    hint, _ = decode_all(tmp_path / "person_densepose.png")
+    assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image[:, 20:70], tuple_model, resolution=64)))
+    result = run_cli(path, "--model", standin_models["tuple"], "--fps", "25", "-o", tmp_path / "x.png")
+    assert result.exit_code == 1 and "need a video input" in result.output
+
+
+def test_help_lists_the_new_options():
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    result = CliRunner().invoke(main, ["encode", "--help"])
+    for flag in ("--preset", "--config", "--size", "--fit", "--crop-box", "--fps", "--smooth", "--frames", "--preview",
+                 "--iuv"):
+        assert flag in result.output
