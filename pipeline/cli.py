@@ -152,7 +152,8 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
 @click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="viridis", show_default=True,
               help="viridis on a (68,1,84) background (MagicAnimate) or parula on black (CivitAI).")
 @click.option("--resolution", type=click.IntRange(MIN_RESOLUTION, MAX_RESOLUTION), default=512, show_default=True,
-              help="Short side of the image the model sees, and of the output.")
+              help="Short side of the image the model sees, and of the output. With --size, the model sees "
+                   "what --fit says unless --resolution is given too.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=8, show_default=True,
               help="Frames per batch moved between pipeline stages.")
