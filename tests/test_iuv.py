@@ -95,3 +95,27 @@ def test_render_labels_and_iuv_agree_on_every_backend_available():
     u, v = _uv(3, 28, 7)
     labels, _, _ = render_iuv(boxes, coarse, fine, u, v, h, w, backend="cpu")
     assert_exact(labels, render_labels(boxes, coarse, fine, h, w, backend="cpu"))
+
+
+def test_writers_leave_nothing_behind_on_error(tmp_path):
+    from pipeline._outputs import FramesDirWriter, IuvWriter
+
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "keep.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with FramesDirWriter(tmp_path / "frames", overwrite=True) as frames, \
+                IuvWriter(tmp_path / "t.npz", 4, 6) as iuv:
+            frames.write(np.zeros((2, 4, 6, 3), np.uint8))
+            iuv.write(np.zeros((2, 4, 6), np.uint8), np.zeros((2, 4, 6), np.float16), np.zeros((2, 4, 6), np.float16),
+                      [0.0, 0.04])
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no temporaries, no .npz
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == ["keep.txt"]  # the old directory is untouched
+    with FramesDirWriter(tmp_path / "frames", overwrite=True) as frames:
+        frames.write(np.zeros((1, 4, 6, 3), np.uint8))
+    assert [p.name for p in (tmp_path / "frames").iterdir()] == ["000000.png"]
+    with IuvWriter(tmp_path / "empty.npz", 4, 6):
+        pass
+    with np.load(tmp_path / "empty.npz") as data:
+        assert data["I"].shape == (0, 4, 6) and data["pts_seconds"].shape == (0,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.npz", "frames"]
