@@ -84,7 +84,7 @@ def test_preset_usage_errors(tmp_path):
 def test_presets_ship_as_package_data():
     # `pip install .` (non-editable) installs configs/*.toml as pipeline/presets/*.toml, where
     # presets_dir() looks when there is no configs/ beside the package (checked by hand with a wheel)
-    import tomllib
+    from pipeline._presets import tomllib  # tomllib, or tomli on Python 3.10
 
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     assert "pipeline.presets" in setuptools["packages"]
