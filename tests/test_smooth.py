@@ -114,3 +114,14 @@ def test_cli_smoothing_reduces_label_changes_and_keeps_a_static_clip(tmp_path, s
 def test_cli_rejects_even_window(tmp_path):
     result = run_cli(tmp_path / "x.mp4", "--smooth", "4")
     assert result.exit_code == 2 and "odd" in result.output
+
+
+@pytest.mark.parametrize("k", [3, 5, 15])
+def test_pairwise_and_per_label_vote_paths_agree(monkeypatch, k):
+    import kernels.smooth as smooth
+
+    labels = _labels(19, 9, 13, seed=k, high=6)
+    fast = smooth_labels(labels, k)  # pairwise comparisons (K <= 15)
+    monkeypatch.setattr(smooth, "_PAIRWISE_MAX_K", 1)
+    assert_exact(smooth_labels(labels, k), fast)  # per-label int16 vote counts
+    assert_exact(fast, smooth_labels_reference(labels, k))
