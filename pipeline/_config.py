@@ -103,12 +103,6 @@ class EncodeConfig:
                               "(smoothed labels have no U/V)")
 
     @property
-    def post_stages(self) -> bool:
-        """True when any issue-6 option is active."""
-        return bool(self.size or self.crop_box or self.fps or self.smooth > 1 or self.frames_dir
-                    or self.preview_path or self.iuv_path)
-
-    @property
     def torch_device(self) -> torch.device:
         return parse_device(self.device)
 
