@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._kernels import hint_lut, render_hint
+from ._kernels import colorize, hint_lut, render_hint, render_iuv, render_labels
 
 from ._config import EncodeConfig
 from ._models import DensePoseModel, load_model, resolve_model_path
@@ -70,6 +70,20 @@ class DensePoseEstimator:
         """uint8 [h, w, 3] RGB hint on the model's device."""
         return render_hint(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
                            hint_hw[0], hint_hw[1], self._lut, backend=self.render_backend)
+
+    def render_labels(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
+        """uint8 [h, w] part labels (0 = background) on the model's device: the hint before colouring."""
+        return render_labels(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
+                             hint_hw[0], hint_hw[1], backend=self.render_backend)
+
+    def render_iuv(self, detections: Detections, hint_hw: tuple[int, int]):
+        """(I uint8 [h, w], U float32 [h, w], V float32 [h, w]) on the model's device; I equals render_labels."""
+        return render_iuv(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm, detections.u,
+                          detections.v, hint_hw[0], hint_hw[1], backend=self.render_backend)
+
+    def colorize(self, labels: torch.Tensor) -> torch.Tensor:
+        """uint8 labels [..., h, w] -> uint8 RGB [..., h, w, 3] through the colormap, on the labels' device."""
+        return colorize(labels, self._lut)
 
     def hint(self, image_rgb: np.ndarray) -> torch.Tensor:
         """One uint8 HxWx3 RGB image -> its hint as a uint8 [h, w, 3] tensor on the device."""

@@ -22,7 +22,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -163,9 +163,20 @@ def skip_check(job: Job, config: EncodeConfig) -> InputResult | None:
     if out.exists() and _same_file(out, job.input_path):
         return InputResult(str(job.input_path), str(out), "failed", seconds=0.0,
                            error=f"output {out} is the input file; choose another output path")
-    if not config.overwrite and out.is_file():
+    if not config.overwrite and _all_exist(out, job):
         return InputResult(str(job.input_path), str(out), "skipped")
     return None
+
+
+def _all_exist(out: Path, job: Job) -> bool:
+    # each output is renamed into place only when whole, so existing = complete; an input is done
+    # when all of its outputs are (if only some are, the encode refuses the existing ones: --overwrite)
+    return out.is_file() and all(p.exists() for p in job.extra_outputs())
+
+
+def job_config(job: Job, config: EncodeConfig) -> EncodeConfig:
+    """The config of one input: its own --frames/--preview/--iuv paths (planned in ``_inputs``)."""
+    return replace(config, frames_dir=job.frames_dir, preview_path=job.preview_path, iuv_path=job.iuv_path)
 
 
 def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
@@ -175,8 +186,9 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
     Raises BatchAbort (the model cannot be loaded) and KeyboardInterrupt; nothing else.
     """
     from ._decode import probe_video
-    from ._engine import encode_video, resolve_output_path
+    from ._engine import check_outputs, encode_video, frame_plan
 
+    config = job_config(job, config)
     early = skip_check(job, config)
     if early is not None:
         return early
@@ -186,17 +198,22 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
         info = probe_video(job.input_path)
         if info.is_image != job.looks_like_image:  # a suffix that lies: the probe decides
             out = job.output_path(config.lossless, image=info.is_image)
-            if not config.overwrite and out.is_file() and not _same_file(out, job.input_path):
+            if not config.overwrite and _all_exist(out, job) and not _same_file(out, job.input_path):
                 return InputResult(str(job.input_path), str(out), "skipped")
-        if job.output_dir is not None:  # mirrored sub-directories are created on demand
+        mirrored = [out] if job.output_dir is not None else []
+        if job.extras_mirrored:
+            mirrored += job.extra_outputs()
+        for path in mirrored:  # mirrored sub-directories are created on demand
             try:
-                out.parent.mkdir(parents=True, exist_ok=True)
+                path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
-                raise OutputError(f"cannot create the output directory {out.parent}: {err.strerror or err}") from None
-        out = resolve_output_path(job.input_path, out, info, config.lossless, config.overwrite)
+                raise OutputError(f"cannot create the output directory {path.parent}: {err.strerror or err}") from None
+        out = check_outputs(job.input_path, out, info, config)
+        frame_plan(info, config)  # a crop box that does not fit this input fails it before the model load
         model = estimator()  # loaded here, after the cheap refusals, once per process
-        progress = progress_factory(job, info.frame_count) if progress_factory else None
-        result = encode_video(job.input_path, out, model, progress=progress, info=info)
+        total = info.frame_count if config.fps is None else None  # --fps changes the count
+        progress = progress_factory(job, total) if progress_factory else None
+        result = encode_video(job.input_path, out, model, progress=progress, info=info, config=config)
     except DensevidError as error:
         return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
                            error=one_line(error))

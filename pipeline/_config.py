@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import torch
@@ -17,6 +18,9 @@ from ._errors import ConfigError
 CMAP_CHOICES = ("viridis", "parula")
 MIN_RESOLUTION, MAX_RESOLUTION = 64, 4096
 MAX_BATCH_SIZE = 256
+FIT_CHOICES = ("crop", "pad", "stretch")
+MIN_SIZE, MAX_SIZE = 64, 4096
+MAX_SMOOTH = 255
 
 
 def parse_device(spec: str) -> torch.device:
@@ -50,6 +54,16 @@ class EncodeConfig:
     half: bool = False
     model_dir: Path | None = None
     progress: bool = True
+    # --- issue 6: framing, frame rate, smoothing, extra outputs (all off by default) ---
+    size: int | None = None  # output N x N (even)
+    fit: str | None = None  # crop (default with size) | pad | stretch
+    crop_box: tuple[int, int, int, int] | None = None  # x, y, w, h of the upright source
+    auto_resolution: bool = False  # with size: the detection resolution follows from size, not `resolution`
+    fps: Fraction | None = None  # resample to this constant rate
+    smooth: int = 1  # temporal majority window (odd); 1 = off
+    frames_dir: Path | None = None  # numbered PNGs
+    preview_path: Path | None = None  # side-by-side H.264 (source | hint)
+    iuv_path: Path | None = None  # I, U, V arrays (.npz)
 
     def __post_init__(self) -> None:
         if self.cmap not in CMAP_CHOICES:
@@ -61,6 +75,32 @@ class EncodeConfig:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
             raise ConfigError(f"batch size must be an integer in 1..{MAX_BATCH_SIZE}, got {self.batch_size!r}")
         parse_device(self.device)  # validates the spelling (and CUDA presence) early
+        self._validate_framing()
+
+    def _validate_framing(self) -> None:
+        from ._fps import parse_fps
+        from ._framing import parse_crop_box
+
+        if self.size is not None:
+            if isinstance(self.size, bool) or not isinstance(self.size, int) or not MIN_SIZE <= self.size <= MAX_SIZE:
+                raise ConfigError(f"size must be an integer in {MIN_SIZE}..{MAX_SIZE}, got {self.size!r}")
+            if self.size % 2:
+                raise ConfigError(f"size must be even (H.264 yuv420p needs even sides), got {self.size}")
+        if self.fit is not None:
+            if self.fit not in FIT_CHOICES:
+                raise ConfigError(f"unknown fit {self.fit!r}; allowed: {', '.join(FIT_CHOICES)}")
+            if self.size is None:
+                raise ConfigError(f"fit {self.fit!r} needs a size (--size N)")
+        if self.crop_box is not None:
+            object.__setattr__(self, "crop_box", parse_crop_box(self.crop_box))
+        if self.fps is not None:
+            object.__setattr__(self, "fps", parse_fps(self.fps))
+        if isinstance(self.smooth, bool) or not isinstance(self.smooth, int) or not 1 <= self.smooth <= MAX_SMOOTH \
+                or self.smooth % 2 == 0:
+            raise ConfigError(f"smooth must be an odd integer in 1..{MAX_SMOOTH}, got {self.smooth!r}")
+        if self.iuv_path is not None and self.smooth > 1:
+            raise ConfigError("--iuv records the model's per-frame output and cannot be combined with --smooth "
+                              "(smoothed labels have no U/V)")
 
     @property
     def torch_device(self) -> torch.device:

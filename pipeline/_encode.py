@@ -283,6 +283,17 @@ class VideoWriter:
             self.abort()
 
 
+def png_bytes(image_rgb: np.ndarray) -> bytes:
+    """One uint8 [H, W, 3] RGB image as lossless PNG bytes (rgb24)."""
+    arr = np.ascontiguousarray(image_rgb)
+    ctx = av.CodecContext.create("png", "w")
+    ctx.width, ctx.height, ctx.pix_fmt = arr.shape[1], arr.shape[0], "rgb24"
+    ctx.time_base = Fraction(1, 1)
+    frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+    frame.pts = 0
+    return b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+
+
 def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False) -> Path:
     """Write one uint8 [H, W, 3] RGB image as PNG, atomically, with the same rules as VideoWriter."""
     path = Path(path)
@@ -293,12 +304,7 @@ def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False) -> Pa
         raise ValueError(f"image must be [H, W, 3], got {list(arr.shape)}")
     tmp = _prepare_target(path, overwrite)
     try:
-        ctx = av.CodecContext.create("png", "w")
-        ctx.width, ctx.height, ctx.pix_fmt = arr.shape[1], arr.shape[0], "rgb24"
-        ctx.time_base = Fraction(1, 1)
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
-        frame.pts = 0
-        data = b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+        data = png_bytes(arr)
         with open(tmp, "wb") as f:
             f.write(data)
     except (av.error.FFmpegError, OSError) as err:

@@ -26,7 +26,7 @@ import glob
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Sequence
 
@@ -54,6 +54,14 @@ class Job:
     output_dir: Path | None = None
     output_file: Path | None = None
     error: str | None = None
+    # --frames / --preview / --iuv outputs of this input (see ``sidecar_paths``)
+    frames_dir: Path | None = None
+    preview_path: Path | None = None
+    iuv_path: Path | None = None
+    extras_mirrored: bool = False  # several inputs: the sidecar paths above were derived from rel
+
+    def extra_outputs(self) -> list[Path]:
+        return [p for p in (self.frames_dir, self.preview_path, self.iuv_path) if p is not None]
 
     @property
     def looks_like_image(self) -> bool:
@@ -220,14 +228,32 @@ class Plan:
     single: bool  # one input named as a file: -o is a file, messages as for one video
 
 
+def sidecar_paths(job: Job, single: bool, frames: Path | None, preview: Path | None, iuv: Path | None) -> Job:
+    """``job`` with its --frames/--preview/--iuv outputs: the paths as given for a single input;
+    with several inputs each names a directory under which the input's rel name is mirrored
+    (``DIR/sub/clip/000000.png``, ``DIR/sub/clip_preview.mp4``, ``DIR/sub/clip_iuv.npz``)."""
+    if single:  # absolute, like every planned path: Ray workers do not share our working directory
+        frames, preview, iuv = (_absolute(p) if p is not None else None for p in (frames, preview, iuv))
+        return replace(job, frames_dir=frames, preview_path=preview, iuv_path=iuv)
+    rel = PurePosixPath(job.rel)
+    stem = PurePosixPath(rel.name).stem
+
+    def under(root: Path | None, name: str) -> Path | None:
+        return None if root is None else _absolute(root).joinpath(*rel.parent.parts, name)
+
+    return replace(job, frames_dir=under(frames, stem), preview_path=under(preview, f"{stem}_preview.mp4"),
+                   iuv_path=under(iuv, f"{stem}_iuv.npz"), extras_mirrored=True)
+
+
 def build_plan(arguments: Sequence[str], list_files: Sequence[str] = (), output: str | os.PathLike | None = None,
-               lossless: bool = False, shard: tuple[int, int] | None = None) -> Plan:
+               lossless: bool = False, shard: tuple[int, int] | None = None, frames_dir: str | os.PathLike | None = None,
+               preview_path: str | os.PathLike | None = None, iuv_path: str | os.PathLike | None = None) -> Plan:
     """Expand the inputs, decide what ``-o`` names, plan and shard the jobs (UsageError when impossible).
 
     One INPUT that is a file (or a missing path without wildcards) and no list: ``-o`` is the output
     file, or an existing directory to write into. Otherwise ``-o`` is a directory (created when
     missing) under which outputs mirror the inputs' rel names; without ``-o`` outputs go beside
-    their inputs.
+    their inputs. ``frames_dir``/``preview_path``/``iuv_path``: see ``sidecar_paths``.
     """
     names = list(arguments)
     for list_file in list_files:
@@ -248,6 +274,8 @@ def build_plan(arguments: Sequence[str], list_files: Sequence[str] = (), output:
             output_dir = out
     inputs = expand_inputs(names, exclude_dir=output_dir if output_dir is not None and output_dir.is_dir() else None)
     jobs = plan_jobs(inputs, output_dir=output_dir, output_file=output_file, lossless=lossless)
+    extras = [Path(p) if p is not None else None for p in (frames_dir, preview_path, iuv_path)]
+    jobs = [sidecar_paths(job, single, *extras) for job in jobs]
     total = len(jobs)
     if shard is not None:
         jobs = select_shard(jobs, *shard)

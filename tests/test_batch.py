@@ -385,3 +385,31 @@ def test_help_documents_the_batch_options_and_exit_codes():
         assert text in " ".join(result.output.split()), text
     result = CliRunner().invoke(main, ["models", "--help"])
     assert result.exit_code == 0 and "download" in result.output and "list" in result.output
+
+
+def test_frames_preview_iuv_with_several_inputs_mirror_the_inputs(tmp_path, standin_models):
+    """With several inputs, --frames/--preview/--iuv name directories mirroring the inputs' rel names;
+    a rerun skips an input only when all of its outputs exist."""
+    make_tree(tmp_path)
+    (tmp_path / "videos" / "broken.mp4").unlink()
+    out, frames, iuv = tmp_path / "hints", tmp_path / "png", tmp_path / "iuv"
+    args = (tmp_path / "videos", "-o", out, "--frames", frames, "--iuv", iuv, *batch_args(standin_models))
+    result = run_cli(*args)
+    assert result.exit_code == 0, result.output
+    for rel, n in (("a", 4), ("sub/b", 5)):
+        hints, _ = decode_all(out / f"{rel}_densepose.mkv")
+        pngs = sorted((frames / rel).glob("*.png"))
+        assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(n)]
+        arrays = np.load(iuv / f"{rel}_iuv.npz")
+        assert arrays["I"].shape == hints.shape[:3]
+    assert leftovers(tmp_path) == []
+
+    # one sidecar missing: that input is not complete, so it is not skipped (and refuses to clobber)
+    np_path = iuv / "sub" / "b_iuv.npz"
+    np_path.unlink()
+    result = run_cli(*args, "--report", tmp_path / "r.json")
+    statuses = {Path(e["input"]).name: e["status"] for e in load_report(tmp_path / "r.json")["inputs"]}
+    assert statuses == {"a.mkv": "skipped", "b.mkv": "failed"} and result.exit_code == 1
+    result = run_cli(*args, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert np_path.is_file()
