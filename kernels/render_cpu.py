@@ -126,23 +126,30 @@ def _emulated_interpolate(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
                             wy0[None, :, None].expand(shape), wy1[None, :, None].expand(shape))
 
 
-_EMULATION_OK: bool | None = None
+_EMULATION_OK: dict[tuple[int, int], bool] = {}
 
 
-def emulation_matches_torch() -> bool:
-    """Whether the exact-emulation model matches this torch build's F.interpolate (cached probe)."""
-    global _EMULATION_OK
-    if _EMULATION_OK is None:
+def emulation_matches_torch(n_fine: int = 25) -> bool:
+    """Whether the exact-emulation model matches this torch build's F.interpolate for the coarse
+    (2) and fine (``n_fine``) channel counts, at the current ``torch.get_num_threads()``.
+
+    Cached per (threads, n_fine): PyTorch's loop specialisation can depend on both (measured on
+    torch 2.14: with 1 thread, 3-channel inputs round differently from this model, while 1, 2, 5,
+    24 and 25 channels match at 1 and 2 threads), so a thread-count change re-probes.
+    """
+    key = (torch.get_num_threads(), n_fine)
+    ok = _EMULATION_OK.get(key)
+    if ok is None:
         gen = torch.Generator().manual_seed(1234)
         ok = True
-        for C, S, h, w in ((25, 112, 173, 61), (2, 112, 301, 97), (3, 13, 90, 211), (2, 37, 129, 5),
-                           (4, 112, 112, 40)):
+        for C, S, h, w in ((n_fine, 112, 173, 61), (2, 112, 301, 97), (n_fine, 13, 90, 211), (2, 37, 129, 5),
+                           (n_fine, 112, 112, 40), (2, 13, 211, 90)):
             x = torch.randn(C, S, S, generator=gen) * torch.exp(torch.randn(C, S, S, generator=gen) * 8)
             if not torch.equal(_emulated_interpolate(x, h, w), _interpolate_reference(x, h, w)):
                 ok = False
                 break
-        _EMULATION_OK = ok
-    return _EMULATION_OK
+        _EMULATION_OK[key] = ok
+    return ok
 
 
 # --------------------------------------------------------------------------------------------
@@ -153,43 +160,38 @@ class _Axes:
     """:func:`_axis_taps` of several clipped output axes at once (a few tensor ops for all of them).
 
     ``specs``: (in_size, out_size, offset, length) per axis: output indices offset .. offset+length-1
-    of an out_size-long resize of in_size samples. The elements of all axes are concatenated (axis a
-    is ``begin[a]:begin[a + 1]``). Since i0 never decreases along an axis, the outputs that fall in
-    source cell i0 form one run: ``run_start[a * stride + i0]``, ``run_count[...]`` (0 if none).
+    of an out_size-long resize of in_size samples; axes alternate rows, columns (one pair per
+    instance). The elements of all axes are concatenated (axis a is ``begin[a]:begin[a + 1]``).
+    Since i0 never decreases along an axis, the outputs in source cell i0 form one run:
+    ``run_start[a * stride + i0]``, ``run_count[...]`` (0 if none).
     """
 
     def __init__(self, specs):
-        lens = [s[3] for s in specs]
         self.begin = [0]
-        for n in lens:
-            self.begin.append(self.begin[-1] + n)
+        for s in specs:
+            self.begin.append(self.begin[-1] + s[3])
         total = self.begin[-1]
-        ins = torch.tensor([s[0] for s in specs])
-        outs = torch.tensor([s[1] for s in specs])
-        axis = torch.repeat_interleave(torch.arange(len(specs)), torch.tensor(lens), output_size=total)
-        shift = torch.tensor([s[2] - b for s, b in zip(specs, self.begin)])
+        spec = torch.tensor([[s[0], s[1], s[2] - b, s[3]] for s, b in zip(specs, self.begin)])
+        ins, outs, shift, lens = spec.unbind(1)
+        axis = torch.repeat_interleave(torch.arange(len(specs)), lens, output_size=total)
         dst = torch.arange(total) + shift[axis]
         scale = ins.float() / outs.float()  # float32, as PyTorch
         src = (scale.double()[axis] * (dst.double() + 0.5) - 0.5).float().clamp_min(0.0)
         last = (ins - 1)[axis]
         i0 = torch.minimum(src.floor().long(), last)
-        w1 = (src - i0.float()).clamp(0.0, 1.0)
-        i1 = torch.where(i0 < last, i0 + 1, i0)
         same = (ins == outs)[axis]  # PyTorch copies: taps (dst, dst), weights (1, 0)
         self.i0 = torch.where(same, dst, i0)
-        self.i1 = torch.where(same, dst, i1)
-        self.w1 = torch.where(same, 0.0, w1)
-        self.w0 = 1.0 - self.w1
+        w1 = torch.where(same, 0.0, (src - i0.float()).clamp(0.0, 1.0))
+        self.w = torch.stack([1.0 - w1, w1], 1)  # [total, 2]: (w0, w1)
         self.stride = int(ins.max())
         counts = torch.bincount(axis * self.stride + self.i0, minlength=len(specs) * self.stride)
         self.run_count = counts
         self.run_start = counts.cumsum(0) - counts
-        # block size per axis kind (rows: even axes, columns: odd): the longest run of an interior
-        # cell (the border cells' runs are split in chunks of that size)
-        runs = counts.view(len(specs) // 2, 2, self.stride)
+        # block size per axis kind: the longest run of an interior cell (border cells, whose runs
+        # are up to ~1.5x longer because of the clamp at 0 / in_size - 1, are split in chunks)
+        runs = counts.view(-1, 2, self.stride)
         interior = runs[:, :, 1:-1] if self.stride > 2 else runs
-        self.k_rows, self.k_cols = (torch.maximum(interior.amax((0, 2)), (runs > 0).any(2).amax(0).long())
-                                    .clamp_min(1).tolist())
+        self.k_rows, self.k_cols = interior.amax((0, 2)).clamp_min(1).tolist()
 
     def part(self, a: int, t: torch.Tensor) -> torch.Tensor:
         return t[self.begin[a]:self.begin[a + 1]]
@@ -207,14 +209,6 @@ def _corner_min_max(t: torch.Tensor):
     lo = torch.minimum(lo, torch.cat([lo[..., :, 1:], lo[..., :, -1:]], dim=-1))
     hi = torch.maximum(hi, torch.cat([hi[..., :, 1:], hi[..., :, -1:]], dim=-1))
     return lo, hi
-
-
-def _bilerp(t00, t01, t10, t11, wx0, wx1, wy0, wy1):
-    """Plain float32 bilinear blocks: corners [...] per cell, weights wx [..., Kc], wy [..., Kr]
-    -> [..., Kr, Kc] (within a few ulps of max|corner| of PyTorch's values)."""
-    top = t00[..., None] * wx0 + t01[..., None] * wx1
-    bottom = t10[..., None] * wx0 + t11[..., None] * wx1
-    return top[..., None, :] * wy0[..., :, None] + bottom[..., None, :] * wy1[..., :, None]
 
 
 _SUM_BASE = 32.0  # > number of channels: count and index sum of near-top channels packed in one float
@@ -242,43 +236,94 @@ def _classify(c: torch.Tensor, f: torch.Tensor, c_margin: torch.Tensor, f_margin
     fine_safe = (lo[:, 1] == hi[:, 1]) & (torch.fmod(s, _SUM_BASE) == 1.0)
     best = torch.div(s, _SUM_BASE, rounding_mode="floor").to(torch.uint8)
     code = torch.where(bg_safe, 0, torch.where(fg_safe & fine_safe, best, _MIXED)).to(torch.uint8)
-    return code, fg_safe, fine_safe, best, d, top
+    return code, fg_safe, fine_safe, best, d
 
 
-def _blocks(cell, inst, r, cc, ax: "_Axes", Sw: int):
-    """Output blocks of mixed cells: each cell's run of rows x run of columns, split into chunks of
-    at most k_rows x k_cols (the longest interior run; the border cells' runs are ~1.5x longer and
-    would otherwise pad every block). Returns per block: cell, inst, r, cc, row_el [B, Kr],
-    col_el [B, Kc] (axis elements, clamped), valid [B, Kr, Kc]; or None when no cell owns a pixel."""
-    row_key = 2 * inst * ax.stride + r
-    col_key = (2 * inst + 1) * ax.stride + cc
-    n_rows, n_cols = ax.run_count[row_key], ax.run_count[col_key]
-    keep = ((n_rows > 0) & (n_cols > 0)).nonzero(as_tuple=True)[0]
-    if keep.numel() == 0:
-        return None
-    cell, inst, r, cc, row_key, col_key, n_rows, n_cols = (
-        t[keep] for t in (cell, inst, r, cc, row_key, col_key, n_rows, n_cols))
-    k_rows, k_cols = ax.k_rows, ax.k_cols
-    row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
-    col_chunks = torch.div(n_cols + (k_cols - 1), k_cols, rounding_mode="floor")
-    per_cell = row_chunks * col_chunks
-    row_start, col_start = ax.run_start[row_key], ax.run_start[col_key]
-    if bool((per_cell > 1).any()):
-        owner = torch.repeat_interleave(per_cell)
-        q = torch.arange(owner.numel()) - (per_cell.cumsum(0) - per_cell)[owner]
-        a = torch.div(q, col_chunks[owner], rounding_mode="floor")
-        b = q - a * col_chunks[owner]
-        cell, inst, r, cc = cell[owner], inst[owner], r[owner], cc[owner]
-        row_start = row_start[owner] + a * k_rows
-        col_start = col_start[owner] + b * k_cols
-        n_rows = torch.clamp_max(n_rows[owner] - a * k_rows, k_rows)
-        n_cols = torch.clamp_max(n_cols[owner] - b * k_cols, k_cols)
-    jr, jc = torch.arange(k_rows), torch.arange(k_cols)
-    last = ax.i0.numel() - 1
-    row_el = torch.clamp_max(row_start[:, None] + jr, last)
-    col_el = torch.clamp_max(col_start[:, None] + jc, last)
-    valid = (jr < n_rows[:, None])[:, :, None] & (jc < n_cols[:, None])[:, None, :]
-    return cell, inst, r, cc, row_el, col_el, valid
+# --------------------------------------------------------------------------------------------
+# mixed cells: blocks of output pixels
+
+
+class _Blocks:
+    """The output pixels of the mixed cells, as padded blocks of k_rows x k_cols slots.
+
+    A cell's pixels are its run of rows x its run of columns; runs longer than the block size
+    (border cells) are split into several blocks. Per block: ``cell`` (flat id in [n, Sh, Sw]),
+    ``inst``, ``row_el`` [B, Kr] / ``col_el`` [B, Kc] (axis elements, clamped in range), ``valid``
+    [B, Kr, Kc], weights ``wx`` [B, 2, Kc] / ``wy`` [B, 2, Kr], ``corner`` [B, 4] (flat sample ids
+    in [n * Sh * Sw] of the cell's 4 corners, order 00, 01, 10, 11).
+    """
+
+    def __init__(self, cell: torch.Tensor, ax: _Axes, Sh: int, Sw: int):
+        plane = Sh * Sw
+        inst = torch.div(cell, plane, rounding_mode="floor")
+        rc = cell - inst * plane
+        r = torch.div(rc, Sw, rounding_mode="floor")
+        cc = rc - r * Sw
+        row_key = 2 * inst * ax.stride + r
+        n_rows = ax.run_count[row_key]
+        n_cols = ax.run_count[row_key + (ax.stride + cc - r)]  # column axis key: (2 inst + 1) * stride + cc
+        keep = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
+        cell, inst, r, cc, row_key, n_rows, n_cols = (
+            t.index_select(0, keep) for t in (cell, inst, r, cc, row_key, n_rows, n_cols))
+        row_start = ax.run_start[row_key]
+        col_start = ax.run_start[row_key + (ax.stride + cc - r)]
+        k_rows, k_cols = self.k_rows, self.k_cols = ax.k_rows, ax.k_cols
+        row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
+        col_chunks = torch.div(n_cols + (k_cols - 1), k_cols, rounding_mode="floor")
+        per_cell = row_chunks * col_chunks
+        if cell.numel() and int(per_cell.max()) > 1:
+            owner = torch.repeat_interleave(per_cell)
+            q = torch.arange(owner.numel()) - (per_cell.cumsum(0) - per_cell)[owner]
+            a = torch.div(q, col_chunks[owner], rounding_mode="floor")
+            b = q - a * col_chunks[owner]
+            cell, inst, r, cc = cell[owner], inst[owner], r[owner], cc[owner]
+            row_start = row_start[owner] + a * k_rows
+            col_start = col_start[owner] + b * k_cols
+            n_rows = torch.clamp_max(n_rows[owner] - a * k_rows, k_rows)
+            n_cols = torch.clamp_max(n_cols[owner] - b * k_cols, k_cols)
+        self.cell, self.inst = cell, inst
+        jr, jc = torch.arange(k_rows), torch.arange(k_cols)
+        last = ax.i0.numel() - 1
+        self.row_el = torch.clamp_max(row_start[:, None] + jr, last)
+        self.col_el = torch.clamp_max(col_start[:, None] + jc, last)
+        self.valid = (jr < n_rows[:, None])[:, :, None] & (jc < n_cols[:, None])[:, None, :]
+        self.wy = ax.w.index_select(0, self.row_el.view(-1)).view(-1, k_rows, 2).transpose(1, 2)
+        self.wx = ax.w.index_select(0, self.col_el.view(-1)).view(-1, k_cols, 2).transpose(1, 2)
+        down = torch.where(r < Sh - 1, Sw, 0)
+        right = torch.where(cc < Sw - 1, 1, 0)
+        self.corner = torch.stack([cell, cell + right, cell + down, cell + down + right], 1)
+
+    def __len__(self) -> int:
+        return self.cell.numel()
+
+
+def _bilerp(t00, t01, t10, t11, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
+    """Plain float32 bilinear values of blocks: corners [G, ...], weights wx [G, 2, Kc] and
+    wy [G, 2, Kr] -> [G, ..., Kr, Kc]; within a few ulps of max|corner| of PyTorch's values."""
+    extra = t00.dim() - 1
+    wx0, wx1, wy0, wy1 = (w.view(w.shape[0], *([1] * extra), w.shape[-1]) for w in (*wx.unbind(1), *wy.unbind(1)))
+    top = t00[..., None] * wx0 + t01[..., None] * wx1
+    bottom = t10[..., None] * wx0 + t11[..., None] * wx1
+    return top[..., None, :] * wy0[..., :, None] + bottom[..., None, :] * wy1[..., :, None]
+
+
+def _exact_winners(corners: torch.Tensor, cand: torch.Tensor, ok: torch.Tensor, wx: torch.Tensor,
+                   wy: torch.Tensor) -> torch.Tensor:
+    """Exact argmax (PyTorch's bilinear values, ties to the lowest channel index, like
+    torch.argmax) of pixels given their cell corners [P, 4, K] of K candidate channels ``cand``
+    [P, K] (``ok`` marks real ones) and weights wx, wy [P, 2] (w0, w1).
+
+    The cell's corners equal PyTorch's taps, except on an axis with in_size == out_size where
+    PyTorch taps (i, i) with weights (1, 0) and the cell has (i, i + 1): fma(x, 1, y * 0) == x for
+    finite y either way (up to the sign of a zero, which no comparison sees).
+    """
+    x00, x01, x10, x11 = corners.unbind(1)
+    wx0, wx1, wy0, wy1 = (w[:, None] for w in (*wx.unbind(1), *wy.unbind(1)))
+    row0 = _fma32(x00, wx0, x01 * wx1)
+    row1 = _fma32(x10, wx0, x11 * wx1)
+    exact = torch.where(ok, _fma32(row0, wy0, row1 * wy1), -_INF)
+    top = exact.amax(1, keepdim=True)
+    return torch.where(ok & (exact == top), cand, 1 << 30).amin(1)
 
 
 def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
@@ -297,26 +342,23 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
     # decision margins per instance (NaN / inf when a logit is not finite: reference path)
     c_abs = torch.maximum(c.view(n, -1).amax(1), -c.view(n, -1).amin(1))
     f_abs = torch.maximum(f.view(n, -1).amax(1), -f.view(n, -1).amin(1))
-    c_margin = _REL_MARGIN * c_abs + _ABS_MARGIN
-    f_margin = _REL_MARGIN * f_abs + _ABS_MARGIN
-    finite = torch.isfinite(c_margin) & torch.isfinite(f_margin)
-    code, fg_safe, fine_safe, best, d, _ = _classify(c, f, c_margin, f_margin)
+    margin = _REL_MARGIN * torch.stack([c_abs, f_abs]) + _ABS_MARGIN
+    c_margin, f_margin = margin.unbind(0)
+    code, fg_safe, fine_safe, best, d = _classify(c, f, c_margin, f_margin)
     mixed = code == _MIXED
-    use = finite & (mixed.view(n, -1).sum(1) <= _MAX_MIXED_FRACTION * plane)
+    use = torch.isfinite(margin).all(0) & (mixed.view(n, -1).sum(1) <= _MAX_MIXED_FRACTION * plane)
     use_list = use.tolist()
     if not any(use_list):
         return {}
 
-    # per-instance output axes (rows of instance j: axis 2j, columns: axis 2j + 1)
-    specs = []
+    specs = []  # rows of instance j: axis 2j, columns: axis 2j + 1
     for p in places:
-        specs.append((Sh, p.h, p.cy0 - p.y, p.cy1 - p.cy0))
-        specs.append((Sw, p.w, p.cx0 - p.x, p.cx1 - p.cx0))
+        specs += [(Sh, p.h, p.cy0 - p.y, p.cy1 - p.cy0), (Sw, p.w, p.cx0 - p.x, p.cx1 - p.cx0)]
     ax = _Axes(specs)
 
-    # decided pixels: cell codes expanded to the box (rows by index_select, columns by a gather
+    # Decided pixels: cell codes expanded to the box (rows by index_select, columns by a gather
     # with a broadcast index: both far cheaper than a per-pixel gather), into a buffer with one
-    # spare element that absorbs the writes of padding slots below
+    # spare element that absorbs the writes of the blocks' padding slots below.
     out, bufs = {}, []
     for j, p in enumerate(places):
         hh, ww = p.cy1 - p.cy0, p.cx1 - p.cx0
@@ -327,125 +369,102 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
             torch.gather(rows, 1, ax.part(2 * j + 1, ax.i0).expand(hh, ww), out=buf[:-1].view(hh, ww))
             out[p] = buf[:-1].view(hh, ww)
 
-    # mixed cells, as blocks of output slots
     if not all(use_list):
         mixed &= use[:, None, None]
-    cell = mixed.view(-1).nonzero(as_tuple=True)[0]
-    inst = torch.div(cell, plane, rounding_mode="floor")
-    rc = cell - inst * plane
-    r = torch.div(rc, Sw, rounding_mode="floor")
-    blocks = _blocks(cell, inst, r, rc - r * Sw, ax, Sw)
-    if blocks is None:
+    blk = _Blocks(mixed.view(-1).nonzero().squeeze(1), ax, Sh, Sw)
+    if len(blk) == 0:
         return out
-    cell, inst, r, cc, row_el, col_el, valid = blocks
-    k_rows, k_cols = ax.k_rows, ax.k_cols
-    wy0, wy1 = ax.w0[row_el], ax.w1[row_el]
-    wx0, wx1 = ax.w0[col_el], ax.w1[col_el]
-    taps = (inst, r, cc, row_el, col_el, wx0, wx1, wy0, wy1)
-    r1 = torch.clamp_max(r + 1, Sh - 1)
-    c1 = torch.clamp_max(cc + 1, Sw - 1)
-    corner = torch.stack([r * Sw + cc, r * Sw + c1, r1 * Sw + cc, r1 * Sw + c1], 1)  # [B, 4] in a plane
+    k_rows, k_cols = blk.k_rows, blk.k_cols
+    exact_requests = []  # (is_coarse, block, slot row, slot col, corners, candidates, ok)
 
-    # coarse: fg where the cell is fg-safe, else from the plain bilinear fg - bg difference, exact
-    # (emulated PyTorch kernel) where that is within the margin of 0
-    fg = fg_safe.view(-1)[cell][:, None, None].expand(-1, k_rows, k_cols).contiguous()
-    unsure = (~fg[:, 0, 0]).nonzero(as_tuple=True)[0]
+    # Coarse: fg where the cell is fg-safe, else the sign of the plain bilinear fg - bg difference
+    # (a linear function: its value is the difference of the channels' values up to rounding);
+    # exact where that is within the margin of 0.
+    cell_fg = fg_safe.view(-1).index_select(0, blk.cell)
+    fg = cell_fg[:, None, None].expand(-1, k_rows, k_cols).contiguous()
+    unsure = (~cell_fg).nonzero().squeeze(1)
     if unsure.numel():
-        u_taps = [t[unsure] for t in taps]
-        dc = d.view(-1)[(u_taps[0] * plane)[:, None] + corner[unsure]]  # [U, 4]
-        diff = _bilerp(*dc.unbind(1), *u_taps[5:])
-        fg[unsure] = diff > 0
-        close = valid[unsure] & (diff.abs() <= c_margin[u_taps[0]][:, None, None])
-        if bool(close.any()):
-            m, a, b, pt = _exact_points(close, u_taps, ax, Sw)
-            base = u_taps[0][m] * (2 * plane)
-            cflat = c.view(-1)
-            v0 = _bilinear_points(cflat, *(base + q for q in pt[:4]), *pt[4:])
-            v1 = _bilinear_points(cflat, *(base + plane + q for q in pt[:4]), *pt[4:])
-            fg[unsure[m], a, b] = v1 > v0
+        corner = blk.corner.index_select(0, unsure)
+        dc = d.view(-1).index_select(0, corner.view(-1)).view(-1, 4)
+        diff = _bilerp(*dc.unbind(1), blk.wx.index_select(0, unsure), blk.wy.index_select(0, unsure))
+        fg.index_copy_(0, unsure, diff > 0)
+        u_margin = c_margin.index_select(0, blk.inst.index_select(0, unsure))
+        m, a, b = ((diff.abs() <= u_margin[:, None, None]) & blk.valid.index_select(0, unsure)).nonzero().unbind(1)
+        if m.numel():
+            c_cl = c.permute(0, 2, 3, 1).reshape(n * plane, 2)
+            tab = c_cl.index_select(0, corner.index_select(0, m).view(-1)).view(-1, 4, 2)
+            cand = torch.tensor([0, 1]).expand(m.numel(), 2)
+            exact_requests.append((True, unsure[m], a, b, tab, cand, torch.ones(cand.shape, dtype=torch.bool)))
 
-    # fine: the cell's channel where fine-safe, else the winner among the channels that can still
-    # win somewhere in the cell (candidates), exact on near-ties
-    labels = best.view(-1)[cell][:, None, None].expand(-1, k_rows, k_cols).contiguous()
-    undecided = (~fine_safe.view(-1)[cell]).nonzero(as_tuple=True)[0]
+    # Fine: the cell's channel where fine-safe; else the winner among the channels that can still
+    # win somewhere in the cell (max over the corners >= the best min over the corners - margin),
+    # exact on near-ties. Cells with 2 candidates (most) use the sign of their difference.
+    labels = best.view(-1).index_select(0, blk.cell)[:, None, None].expand(-1, k_rows, k_cols).contiguous()
+    undecided = (~fine_safe.view(-1).index_select(0, blk.cell)).nonzero().squeeze(1)
     if undecided.numel():
-        u_taps = [t[undecided] for t in taps]
-        u_inst = u_taps[0]
-        # the 25 channels at the 4 corners: row gathers from a channels-last copy
-        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)
-        u_corners = f_cl.index_select(0, ((u_inst * plane)[:, None] + corner[undecided]).view(-1))
-        u_corners = u_corners.view(-1, 4, n_fine)  # [U, 4, C]
-        c_lo, c_hi = u_corners.amin(1), u_corners.amax(1)
-        u_margin = f_margin[u_inst]
-        possible = c_hi >= (c_lo.amax(1) - u_margin)[:, None]  # [U, C]
+        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of 25 channels
+        corners = f_cl.index_select(0, blk.corner.index_select(0, undecided).view(-1)).view(-1, 4, n_fine)
+        lo, hi = corners.amin(1), corners.amax(1)
+        u_margin = f_margin.index_select(0, blk.inst.index_select(0, undecided))
+        possible = hi >= (lo.amax(1) - u_margin)[:, None]  # [U, C]
         n_cand = possible.sum(1)
-        for lo_k, hi_k in ((2, 2), (3, 4), (5, n_fine)):
-            g = ((n_cand >= lo_k) & (n_cand <= hi_k)).nonzero(as_tuple=True)[0]
+        two = n_cand == 2
+        for g in (two.nonzero().squeeze(1), (~two).nonzero().squeeze(1)):
             if g.numel() == 0:
                 continue
-            g_taps = [t[g] for t in u_taps]
-            g_margin = u_margin[g][:, None, None]
-            if hi_k == 2:  # two candidates: the sign of their (linear) difference decides
-                cand = possible[g].nonzero(as_tuple=True)[1].view(-1, 2)
-                cand_ok = torch.ones(cand.shape, dtype=torch.bool)
-                tab = u_corners[g].gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
-                delta = _bilerp(*(tab[:, :, 0] - tab[:, :, 1]).unbind(1), *g_taps[5:])
+            gb = undecided.index_select(0, g)  # block ids
+            wx, wy = blk.wx.index_select(0, gb), blk.wy.index_select(0, gb)
+            g_margin = u_margin.index_select(0, g)[:, None, None]
+            g_possible = possible.index_select(0, g)
+            if bool(two[g[0]]):
+                cand = g_possible.nonzero()[:, 1].view(-1, 2)
+                ok = torch.ones(cand.shape, dtype=torch.bool)
+                tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
+                delta = _bilerp(*(tab[:, :, 0] - tab[:, :, 1]).unbind(1), wx, wy)
                 win = torch.where(delta > 0, cand[:, :1, None], cand[:, 1:, None])
                 near_tie = delta.abs() <= g_margin
             else:
-                k = min(hi_k, int(n_cand[g].max()))
-                top = torch.where(possible[g], c_hi[g], -_INF).topk(k, dim=1)
-                cand, cand_ok = top.indices, top.values > -_INF
-                tab = u_corners[g].gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
-                w = [t[:, None, :] for t in g_taps[5:]]
-                vals = _bilerp(*tab.unbind(1), *w)  # [G, k, Kr, Kc]
-                vals = torch.where(cand_ok[:, :, None, None], vals, -_INF)
+                k = int(n_cand.index_select(0, g).max())
+                top = torch.where(g_possible, hi.index_select(0, g), -_INF).topk(k, dim=1)
+                cand, ok = top.indices, top.values > -_INF
+                tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
+                vals = torch.where(ok[:, :, None, None], _bilerp(*tab.unbind(1), wx, wy), -_INF)  # [G, k, Kr, Kc]
                 in_reach = vals >= (vals.amax(1) - g_margin)[:, None]
                 win = torch.where(in_reach, cand[:, :, None, None], -1).amax(1)
                 near_tie = in_reach.sum(1) > 1
-            win = win.to(torch.uint8)
-            near_tie &= valid[undecided[g]]
-            if bool(near_tie.any()):
-                m, a, b, pt = _exact_points(near_tie, g_taps, ax, Sw)
-                g_cand, g_ok = cand[m], cand_ok[m]
-                base = (g_taps[0][m] * n_fine)[:, None] + g_cand
-                exact = _bilinear_points(f.view(-1), *(base * plane + q[:, None] for q in pt[:4]),
-                                         *(q[:, None] for q in pt[4:]))
-                exact = torch.where(g_ok, exact, -_INF)
-                vmax = exact.amax(1, keepdim=True)
-                # ties go to the lowest channel index, like torch.argmax over all channels
-                win[m, a, b] = torch.where((exact == vmax) & g_ok, g_cand, 1 << 30).amin(1).to(torch.uint8)
-            labels[undecided[g]] = win
-    labels = torch.where(fg, labels, 0).to(torch.uint8)
+            labels.index_copy_(0, gb, win.to(torch.uint8))
+            m, a, b = (near_tie & blk.valid.index_select(0, gb)).nonzero().unbind(1)
+            if m.numel():
+                exact_requests.append((False, gb[m], a, b, tab[m], cand[m], ok[m]))
+
+    if exact_requests:  # one exact evaluation for all near-ties (coarse ones have candidates 0, 1)
+        k = max(req[4].shape[2] for req in exact_requests)
+        pad = [(req[4].shape[2], k - req[4].shape[2]) for req in exact_requests]
+        m, a, b = (torch.cat([req[i] for req in exact_requests]) for i in (1, 2, 3))
+        tab = torch.cat([F.pad(req[4], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
+        cand = torch.cat([F.pad(req[5], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
+        ok = torch.cat([F.pad(req[6], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
+        win = _exact_winners(tab, cand, ok, blk.wx[m, :, b], blk.wy[m, :, a])
+        n_coarse = sum(req[1].numel() for req in exact_requests if req[0])
+        if n_coarse:
+            fg[m[:n_coarse], a[:n_coarse], b[:n_coarse]] = win[:n_coarse] == 1
+        if n_coarse < m.numel():
+            labels[m[n_coarse:], a[n_coarse:], b[n_coarse:]] = win[n_coarse:].to(torch.uint8)
+    labels = torch.where(fg, labels, 0)
 
     # scatter the blocks into each instance's buffer (padding slots go to the spare element)
-    sizes = torch.tensor([b.numel() - 1 for b in bufs])
-    widths = torch.tensor([p.cx1 - p.cx0 for p in places])
-    begins = torch.tensor(ax.begin)
-    y = row_el - begins[2 * inst][:, None]
-    x = col_el - begins[2 * inst + 1][:, None]
-    target = torch.where(valid, y[:, :, None] * widths[inst][:, None, None] + x[:, None, :],
-                         sizes[inst][:, None, None])
-    bounds = torch.bincount(inst, minlength=n).cumsum(0).tolist()
-    lo_m = 0
-    for j, hi_m in enumerate(bounds):
-        if hi_m > lo_m:
-            bufs[j].scatter_(0, target[lo_m:hi_m].view(-1), labels[lo_m:hi_m].view(-1))
-        lo_m = hi_m
+    per_inst = torch.tensor([[b.numel() - 1, p.cx1 - p.cx0, ax.begin[2 * j], ax.begin[2 * j + 1]]
+                             for j, (b, p) in enumerate(zip(bufs, places))]).index_select(0, blk.inst)
+    size, width, row0, col0 = (t[:, None, None] for t in per_inst.unbind(1))
+    target = (blk.row_el[:, :, None] - row0) * width + (blk.col_el[:, None, :] - col0)
+    target = torch.where(blk.valid, target, size)
+    bounds = torch.bincount(blk.inst, minlength=n).cumsum(0).tolist()
+    lo_b = 0
+    for j, hi_b in enumerate(bounds):
+        if hi_b > lo_b:
+            bufs[j].scatter_(0, target[lo_b:hi_b].view(-1), labels[lo_b:hi_b].view(-1))
+        lo_b = hi_b
     return out
-
-
-def _exact_points(mask: torch.Tensor, taps, ax: _Axes, Sw: int):
-    """Block slots where ``mask`` [M, Kr, Kc] is set -> (m, a, b, point args of _bilinear_points
-    relative to the instance's plane: p00, p01, p10, p11, wx0, wx1, wy0, wy1)."""
-    m, a, b = mask.nonzero(as_tuple=True)
-    _, r, cc, row_el, col_el, wx0, wx1, wy0, wy1 = taps
-    re, ce = row_el[m, a], col_el[m, b]
-    r0, c0 = r[m], cc[m]
-    r1, c1 = ax.i1[re], ax.i1[ce]
-    # identity axes tap (dst, dst): i0 there equals the cell index, so r0 / c0 stay right
-    return m, a, b, (r0 * Sw + c0, r0 * Sw + c1, r1 * Sw + c0, r1 * Sw + c1,
-                     wx0[m, b], wx1[m, b], wy0[m, a], wy1[m, a])
 
 
 def _uses_generic_kernel(x: torch.Tensor, h: int, w: int) -> bool:
@@ -465,14 +484,19 @@ class _Place:
         self.cx0, self.cy0, self.cx1, self.cy1 = cx0, cy0, cx1, cy1
 
 
+def _boxes_xywh_int(boxes_xyxy: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """:func:`kernels.reference.box_xywh_int` of every box, in three tensor ops (tested equal)."""
+    b = boxes_xyxy.detach().to(device="cpu", dtype=torch.float32)
+    wh = b[:, 2:] - b[:, :2]  # float32 subtraction, as the reference
+    return [(int(x0), int(y0), int(w), int(h)) for (x0, y0), (w, h) in zip(b[:, :2].tolist(), wh.tolist())]
+
+
 def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
                       height: int, width: int) -> torch.Tensor:
     """uint8 [height, width] part labels, bit-exact with ``render_labels_reference`` (CPU tensor)."""
     canvas = torch.zeros((height, width), dtype=torch.uint8)
     places = []
-    boxes = boxes_xyxy.detach().cpu()
-    for i in range(boxes.shape[0]):
-        x, y, w, h = box_xywh_int(boxes[i])
+    for i, (x, y, w, h) in enumerate(_boxes_xywh_int(boxes_xyxy)):
         if w <= 0 or h <= 0:
             continue
         cx0, cy0 = max(x, 0), max(y, 0)
@@ -485,7 +509,7 @@ def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_
     coarse = coarse_segm.detach().cpu().float()
     fine = fine_segm.detach().cpu().float()
     fast = []
-    if emulation_matches_torch():
+    if emulation_matches_torch(fine.shape[1]):
         fast = [p for p in places
                 if _uses_generic_kernel(coarse[p.i], p.h, p.w) and _uses_generic_kernel(fine[p.i], p.h, p.w)]
     rendered = _render_fast(fast, coarse, fine) if fast else {}
