@@ -187,3 +187,17 @@ def test_parity_with_one_thread():
             assert_exact(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("shape", [(512, 910), (77, 131), (1, 1), (1, 3), (3, 5), (2, 2)])
+def test_colorize_matches_indexing(shape):
+    from kernels import hint_lut
+    from kernels.reference import colorize_reference
+    from kernels.render import colorize
+
+    labels = torch.randint(0, 25, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(shape[1]))
+    for lut in (hint_lut("viridis"), hint_lut("parula"),
+                torch.randint(0, 256, (25, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))):
+        out = colorize(labels, lut)
+        assert out.is_contiguous() and out.dtype == torch.uint8
+        assert_exact(out, colorize_reference(labels, lut))
