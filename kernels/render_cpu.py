@@ -182,7 +182,7 @@ class _Axes:
         same = (ins == outs)[axis]  # PyTorch copies: taps (dst, dst), weights (1, 0)
         self.i0 = torch.where(same, dst, i0)
         w1 = torch.where(same, 0.0, (src - i0.float()).clamp(0.0, 1.0))
-        self.w = torch.stack([1.0 - w1, w1], 1)  # [total, 2]: (w0, w1)
+        self.w = torch.stack([1.0 - w1, w1])  # [2, total]: (w0, w1)
         self.stride = int(ins.max())
         counts = torch.bincount(axis * self.stride + self.i0, minlength=len(specs) * self.stride)
         self.run_count = counts
@@ -247,10 +247,13 @@ class _Blocks:
     """The output pixels of the mixed cells, as padded blocks of k_rows x k_cols slots.
 
     A cell's pixels are its run of rows x its run of columns; runs longer than the block size
-    (border cells) are split into several blocks. Per block: ``cell`` (flat id in [n, Sh, Sw]),
-    ``inst``, ``row_el`` [B, Kr] / ``col_el`` [B, Kc] (axis elements, clamped in range), ``valid``
-    [B, Kr, Kc], weights ``wx`` [B, 2, Kc] / ``wy`` [B, 2, Kr], ``corner`` [B, 4] (flat sample ids
-    in [n * Sh * Sw] of the cell's 4 corners, order 00, 01, 10, 11).
+    (border cells) are split into several blocks. Block tensors keep the block index innermost
+    ([..., B]): PyTorch's CPU elementwise kernels are several times faster with a long inner
+    dimension than with the few slots of a block. Per block: ``cell`` (flat id in [n, Sh, Sw]),
+    ``inst``; ``row_el`` [Kr, B] / ``col_el`` [Kc, B] (axis elements, clamped in range); ``valid``
+    [S, B] (slot = row * k_cols + col); weights ``wy`` [2, Kr, B] / ``wx`` [2, Kc, B]; ``w4``
+    [4, S, B]: each slot's weight of each corner; ``corner`` [4, B]: flat sample ids in
+    [n * Sh * Sw] of the cell's corners, order 00, 01, 10, 11.
     """
 
     def __init__(self, cell: torch.Tensor, ax: _Axes, Sh: int, Sw: int):
@@ -260,13 +263,12 @@ class _Blocks:
         r = torch.div(rc, Sw, rounding_mode="floor")
         cc = rc - r * Sw
         row_key = 2 * inst * ax.stride + r
-        n_rows = ax.run_count[row_key]
-        n_cols = ax.run_count[row_key + (ax.stride + cc - r)]  # column axis key: (2 inst + 1) * stride + cc
+        col_key = row_key + (ax.stride + cc - r)  # (2 inst + 1) * stride + cc
+        n_rows, n_cols = ax.run_count[row_key], ax.run_count[col_key]
         keep = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
-        cell, inst, r, cc, row_key, n_rows, n_cols = (
-            t.index_select(0, keep) for t in (cell, inst, r, cc, row_key, n_rows, n_cols))
-        row_start = ax.run_start[row_key]
-        col_start = ax.run_start[row_key + (ax.stride + cc - r)]
+        cell, inst, r, cc, row_key, col_key, n_rows, n_cols = (
+            t.index_select(0, keep) for t in (cell, inst, r, cc, row_key, col_key, n_rows, n_cols))
+        row_start, col_start = ax.run_start[row_key], ax.run_start[col_key]
         k_rows, k_cols = self.k_rows, self.k_cols = ax.k_rows, ax.k_cols
         row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
         col_chunks = torch.div(n_cols + (k_cols - 1), k_cols, rounding_mode="floor")
@@ -282,29 +284,38 @@ class _Blocks:
             n_rows = torch.clamp_max(n_rows[owner] - a * k_rows, k_rows)
             n_cols = torch.clamp_max(n_cols[owner] - b * k_cols, k_cols)
         self.cell, self.inst = cell, inst
-        jr, jc = torch.arange(k_rows), torch.arange(k_cols)
+        n_blocks, slots = cell.numel(), k_rows * k_cols
+        jr, jc = torch.arange(k_rows)[:, None], torch.arange(k_cols)[:, None]
         last = ax.i0.numel() - 1
-        self.row_el = torch.clamp_max(row_start[:, None] + jr, last)
-        self.col_el = torch.clamp_max(col_start[:, None] + jc, last)
-        self.valid = (jr < n_rows[:, None])[:, :, None] & (jc < n_cols[:, None])[:, None, :]
-        self.wy = ax.w.index_select(0, self.row_el.view(-1)).view(-1, k_rows, 2).transpose(1, 2)
-        self.wx = ax.w.index_select(0, self.col_el.view(-1)).view(-1, k_cols, 2).transpose(1, 2)
+        self.row_el = torch.clamp_max(row_start + jr, last)
+        self.col_el = torch.clamp_max(col_start + jc, last)
+        self.valid = ((jr < n_rows)[:, None, :] & (jc < n_cols)[None, :, :]).view(slots, n_blocks)
+        self.wy = ax.w.index_select(1, self.row_el.view(-1)).view(2, k_rows, n_blocks)
+        self.wx = ax.w.index_select(1, self.col_el.view(-1)).view(2, k_cols, n_blocks)
+        self.w4 = (self.wy[:, None, :, None, :] * self.wx[None, :, None, :, :]).view(4, slots, n_blocks)
         down = torch.where(r < Sh - 1, Sw, 0)
         right = torch.where(cc < Sw - 1, 1, 0)
-        self.corner = torch.stack([cell, cell + right, cell + down, cell + down + right], 1)
+        self.corner = torch.stack([cell, cell + right, cell + down, cell + down + right])
 
     def __len__(self) -> int:
         return self.cell.numel()
 
 
-def _bilerp(t00, t01, t10, t11, wx: torch.Tensor, wy: torch.Tensor) -> torch.Tensor:
-    """Plain float32 bilinear values of blocks: corners [G, ...], weights wx [G, 2, Kc] and
-    wy [G, 2, Kr] -> [G, ..., Kr, Kc]; within a few ulps of max|corner| of PyTorch's values."""
-    extra = t00.dim() - 1
-    wx0, wx1, wy0, wy1 = (w.view(w.shape[0], *([1] * extra), w.shape[-1]) for w in (*wx.unbind(1), *wy.unbind(1)))
-    top = t00[..., None] * wx0 + t01[..., None] * wx1
-    bottom = t10[..., None] * wx0 + t11[..., None] * wx1
-    return top[..., None, :] * wy0[..., :, None] + bottom[..., None, :] * wy1[..., :, None]
+def _blend(t: torch.Tensor, w4: torch.Tensor) -> torch.Tensor:
+    """Plain float32 bilinear values of block slots: corners t [4, ..., G], slot corner weights
+    w4 [4, S, G] -> [..., S, G]. A different rounding order than PyTorch's, but within a few ulps
+    of max|corner| of its values (the margins are ~100x larger)."""
+    out = t[0].unsqueeze(-2) * w4[0]
+    for c in (1, 2, 3):
+        out.addcmul_(t[c].unsqueeze(-2), w4[c])
+    return out
+
+
+def _max_chain(parts):
+    out = parts[0]
+    for part in parts[1:]:
+        out = torch.maximum(out, part)
+    return out
 
 
 def _exact_winners(corners: torch.Tensor, cand: torch.Tensor, ok: torch.Tensor, wx: torch.Tensor,
@@ -357,54 +368,55 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
     ax = _Axes(specs)
 
     # Decided pixels: cell codes expanded to the box (rows by index_select, columns by a gather
-    # with a broadcast index: both far cheaper than a per-pixel gather), into a buffer with one
-    # spare element that absorbs the writes of the blocks' padding slots below.
-    out, bufs = {}, []
+    # with a broadcast index: both far cheaper than a per-pixel gather), into one buffer for all
+    # instances with a spare last element that absorbs the writes of the blocks' padding slots.
+    sizes = [(p.cy1 - p.cy0) * (p.cx1 - p.cx0) for p in places]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    buf = torch.empty(offsets[-1] + 1, dtype=torch.uint8)
+    out = {}
     for j, p in enumerate(places):
-        hh, ww = p.cy1 - p.cy0, p.cx1 - p.cx0
-        buf = torch.empty(hh * ww + 1, dtype=torch.uint8)
-        bufs.append(buf)
         if use_list[j]:
+            hh, ww = p.cy1 - p.cy0, p.cx1 - p.cx0
             rows = code[j].index_select(0, ax.part(2 * j, ax.i0))
-            torch.gather(rows, 1, ax.part(2 * j + 1, ax.i0).expand(hh, ww), out=buf[:-1].view(hh, ww))
-            out[p] = buf[:-1].view(hh, ww)
+            view = buf[offsets[j]:offsets[j + 1]].view(hh, ww)
+            out[p] = torch.gather(rows, 1, ax.part(2 * j + 1, ax.i0).expand(hh, ww), out=view)
 
     if not all(use_list):
         mixed &= use[:, None, None]
     blk = _Blocks(mixed.view(-1).nonzero().squeeze(1), ax, Sh, Sw)
     if len(blk) == 0:
         return out
-    k_rows, k_cols = blk.k_rows, blk.k_cols
-    exact_requests = []  # (is_coarse, block, slot row, slot col, corners, candidates, ok)
+    k_cols = blk.k_cols
+    slots, n_blocks = blk.valid.shape
+    exact_requests = []  # (is_coarse, slot, block, corners [P, 4, k], candidates, ok)
 
     # Coarse: fg where the cell is fg-safe, else the sign of the plain bilinear fg - bg difference
     # (a linear function: its value is the difference of the channels' values up to rounding);
-    # exact where that is within the margin of 0.
+    # exact where that is within the margin of 0. Computed for every block (no subset gathers).
     cell_fg = fg_safe.view(-1).index_select(0, blk.cell)
-    fg = cell_fg[:, None, None].expand(-1, k_rows, k_cols).contiguous()
-    unsure = (~cell_fg).nonzero().squeeze(1)
-    if unsure.numel():
-        corner = blk.corner.index_select(0, unsure)
-        dc = d.view(-1).index_select(0, corner.view(-1)).view(-1, 4)
-        diff = _bilerp(*dc.unbind(1), blk.wx.index_select(0, unsure), blk.wy.index_select(0, unsure))
-        fg.index_copy_(0, unsure, diff > 0)
-        u_margin = c_margin.index_select(0, blk.inst.index_select(0, unsure))
-        m, a, b = ((diff.abs() <= u_margin[:, None, None]) & blk.valid.index_select(0, unsure)).nonzero().unbind(1)
-        if m.numel():
-            c_cl = c.permute(0, 2, 3, 1).reshape(n * plane, 2)
-            tab = c_cl.index_select(0, corner.index_select(0, m).view(-1)).view(-1, 4, 2)
-            cand = torch.tensor([0, 1]).expand(m.numel(), 2)
-            exact_requests.append((True, unsure[m], a, b, tab, cand, torch.ones(cand.shape, dtype=torch.bool)))
+    diff = _blend(d.view(-1).index_select(0, blk.corner.view(-1)).view(4, n_blocks), blk.w4)  # [S, B]
+    fg = cell_fg | (diff > 0)
+    b_margin = c_margin.index_select(0, blk.inst)
+    slot, m = (~cell_fg & (diff.abs() <= b_margin) & blk.valid).nonzero().unbind(1)
+    if m.numel():
+        c_cl = c.permute(0, 2, 3, 1).reshape(n * plane, 2)
+        tab = c_cl.index_select(0, blk.corner.index_select(1, m).t().reshape(-1)).view(-1, 4, 2)
+        cand = torch.tensor([0, 1]).expand(m.numel(), 2)
+        exact_requests.append((True, slot, m, tab, cand, torch.ones(cand.shape, dtype=torch.bool)))
 
     # Fine: the cell's channel where fine-safe; else the winner among the channels that can still
     # win somewhere in the cell (max over the corners >= the best min over the corners - margin),
     # exact on near-ties. Cells with 2 candidates (most) use the sign of their difference.
-    labels = best.view(-1).index_select(0, blk.cell)[:, None, None].expand(-1, k_rows, k_cols).contiguous()
+    labels = best.view(-1).index_select(0, blk.cell).expand(slots, n_blocks).contiguous()
     undecided = (~fine_safe.view(-1).index_select(0, blk.cell)).nonzero().squeeze(1)
     if undecided.numel():
-        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of 25 channels
-        corners = f_cl.index_select(0, blk.corner.index_select(0, undecided).view(-1)).view(-1, 4, n_fine)
-        lo, hi = corners.amin(1), corners.amax(1)
+        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of all channels
+        corners = f_cl.index_select(0, blk.corner.index_select(1, undecided).t().reshape(-1)).view(-1, 4, n_fine)
+        x = corners.unbind(1)
+        lo = torch.minimum(torch.minimum(x[0], x[1]), torch.minimum(x[2], x[3]))
+        hi = torch.maximum(torch.maximum(x[0], x[1]), torch.maximum(x[2], x[3]))
         u_margin = f_margin.index_select(0, blk.inst.index_select(0, undecided))
         possible = hi >= (lo.amax(1) - u_margin)[:, None]  # [U, C]
         n_cand = possible.sum(1)
@@ -413,57 +425,59 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
             if g.numel() == 0:
                 continue
             gb = undecided.index_select(0, g)  # block ids
-            wx, wy = blk.wx.index_select(0, gb), blk.wy.index_select(0, gb)
-            g_margin = u_margin.index_select(0, g)[:, None, None]
+            w4 = blk.w4.index_select(2, gb)
+            g_margin = u_margin.index_select(0, g)
             g_possible = possible.index_select(0, g)
             if bool(two[g[0]]):
                 cand = g_possible.nonzero()[:, 1].view(-1, 2)
                 ok = torch.ones(cand.shape, dtype=torch.bool)
                 tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
-                delta = _bilerp(*(tab[:, :, 0] - tab[:, :, 1]).unbind(1), wx, wy)
-                win = torch.where(delta > 0, cand[:, :1, None], cand[:, 1:, None])
+                delta = _blend((tab[:, :, 0] - tab[:, :, 1]).t(), w4)  # [S, G]
+                win = torch.where(delta > 0, cand[:, 0], cand[:, 1])
                 near_tie = delta.abs() <= g_margin
             else:
                 k = int(n_cand.index_select(0, g).max())
                 top = torch.where(g_possible, hi.index_select(0, g), -_INF).topk(k, dim=1)
                 cand, ok = top.indices, top.values > -_INF
                 tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
-                vals = torch.where(ok[:, :, None, None], _bilerp(*tab.unbind(1), wx, wy), -_INF)  # [G, k, Kr, Kc]
-                in_reach = vals >= (vals.amax(1) - g_margin)[:, None]
-                win = torch.where(in_reach, cand[:, :, None, None], -1).amax(1)
-                near_tie = in_reach.sum(1) > 1
-            labels.index_copy_(0, gb, win.to(torch.uint8))
-            m, a, b = (near_tie & blk.valid.index_select(0, gb)).nonzero().unbind(1)
-            if m.numel():
-                exact_requests.append((False, gb[m], a, b, tab[m], cand[m], ok[m]))
+                ok_t = ok.t()
+                vals = _blend(torch.where(ok_t, tab.permute(1, 2, 0), 0.0), w4)  # [k, S, G]
+                vals = torch.where(ok_t[:, None, :], vals, -_INF).unbind(0)
+                # winner: the candidate at the top; near-tie: another one within the margin
+                reach = _max_chain(vals) - g_margin
+                win = torch.full(reach.shape, -1, dtype=torch.long)
+                n_reach = torch.zeros(reach.shape, dtype=torch.long)
+                for i, v in enumerate(vals):
+                    in_reach = v >= reach
+                    n_reach += in_reach
+                    win = torch.where(in_reach, cand[:, i], win)
+                near_tie = n_reach > 1
+            labels.index_copy_(1, gb, win.to(torch.uint8))
+            slot, gi = (near_tie & blk.valid.index_select(1, gb)).nonzero().unbind(1)
+            if gi.numel():
+                exact_requests.append((False, slot, gb[gi], tab[gi], cand[gi], ok[gi]))
 
     if exact_requests:  # one exact evaluation for all near-ties (coarse ones have candidates 0, 1)
-        k = max(req[4].shape[2] for req in exact_requests)
-        pad = [(req[4].shape[2], k - req[4].shape[2]) for req in exact_requests]
-        m, a, b = (torch.cat([req[i] for req in exact_requests]) for i in (1, 2, 3))
-        tab = torch.cat([F.pad(req[4], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
-        cand = torch.cat([F.pad(req[5], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
-        ok = torch.cat([F.pad(req[6], (0, extra)) for req, (_, extra) in zip(exact_requests, pad)])
-        win = _exact_winners(tab, cand, ok, blk.wx[m, :, b], blk.wy[m, :, a])
+        k = max(req[3].shape[2] for req in exact_requests)
+        extra = [k - req[3].shape[2] for req in exact_requests]
+        slot, m = (torch.cat([req[i] for req in exact_requests]) for i in (1, 2))
+        tab, cand, ok = (torch.cat([F.pad(req[i], (0, e)) for req, e in zip(exact_requests, extra)]) for i in (3, 4, 5))
+        a = torch.div(slot, k_cols, rounding_mode="floor")
+        win = _exact_winners(tab, cand, ok, blk.wx[:, slot - a * k_cols, m].t(), blk.wy[:, a, m].t())
         n_coarse = sum(req[1].numel() for req in exact_requests if req[0])
         if n_coarse:
-            fg[m[:n_coarse], a[:n_coarse], b[:n_coarse]] = win[:n_coarse] == 1
+            fg[slot[:n_coarse], m[:n_coarse]] = win[:n_coarse] == 1
         if n_coarse < m.numel():
-            labels[m[n_coarse:], a[n_coarse:], b[n_coarse:]] = win[n_coarse:].to(torch.uint8)
+            labels[slot[n_coarse:], m[n_coarse:]] = win[n_coarse:].to(torch.uint8)
     labels = torch.where(fg, labels, 0)
 
-    # scatter the blocks into each instance's buffer (padding slots go to the spare element)
-    per_inst = torch.tensor([[b.numel() - 1, p.cx1 - p.cx0, ax.begin[2 * j], ax.begin[2 * j + 1]]
-                             for j, (b, p) in enumerate(zip(bufs, places))]).index_select(0, blk.inst)
-    size, width, row0, col0 = (t[:, None, None] for t in per_inst.unbind(1))
-    target = (blk.row_el[:, :, None] - row0) * width + (blk.col_el[:, None, :] - col0)
-    target = torch.where(blk.valid, target, size)
-    bounds = torch.bincount(blk.inst, minlength=n).cumsum(0).tolist()
-    lo_b = 0
-    for j, hi_b in enumerate(bounds):
-        if hi_b > lo_b:
-            bufs[j].scatter_(0, target[lo_b:hi_b].view(-1), labels[lo_b:hi_b].view(-1))
-        lo_b = hi_b
+    # scatter the blocks into the buffer (padding slots go to the spare element)
+    per_inst = torch.tensor([[offsets[j], p.cx1 - p.cx0, ax.begin[2 * j], ax.begin[2 * j + 1]]
+                             for j, p in enumerate(places)]).index_select(0, blk.inst)
+    offset, width, row0, col0 = per_inst.unbind(1)
+    target = (offset + (blk.row_el - row0) * width)[:, None, :] + (blk.col_el - col0)[None, :, :]
+    target = torch.where(blk.valid, target.view(slots, n_blocks), offsets[-1])
+    buf.scatter_(0, target.view(-1), labels.view(-1))
     return out
 
 
