@@ -481,6 +481,21 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
     return out
 
 
+def _instance_labels_fallback(coarse: torch.Tensor, fine: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The reference's labels of one instance (F.interpolate of all channels to the whole box), with
+    a faster argmax for finite logits: torch.argmax over the channel dimension runs a slow
+    strided kernel on CPU (~4x the time of this amax + compare + amin form, same result: the
+    first maximal index). Non-finite logits (argmax's NaN handling) use the reference as is."""
+    if not bool(torch.isfinite(coarse).all() and torch.isfinite(fine).all()):
+        return instance_labels_reference(coarse, fine, h, w)
+    c = _interpolate_reference(coarse.float(), h, w)
+    f = _interpolate_reference(fine.float(), h, w)
+    marks = torch.ge(f, f.amax(0), out=torch.empty_like(f))  # 1.0 at the maxima
+    index = torch.arange(f.shape[0], dtype=torch.float32)[:, None, None]
+    first = torch.addcmul(index + f.shape[0], marks, torch.full_like(index, -float(f.shape[0]))).amin(0)
+    return torch.where(c[1] > c[0], first, 0.0).to(torch.uint8)  # fg iff coarse argmax is 1
+
+
 def _uses_generic_kernel(x: torch.Tensor, h: int, w: int) -> bool:
     """Whether PyTorch's CPU upsample_bilinear2d runs its generic (emulated) kernel for x[None]."""
     xb = x[None]
@@ -531,7 +546,7 @@ def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_
     for p in places:  # in order: later instances overwrite where their label > 0
         labels = rendered.get(p)
         if labels is None:
-            labels = instance_labels_reference(coarse[p.i], fine[p.i], p.h, p.w)[
+            labels = _instance_labels_fallback(coarse[p.i], fine[p.i], p.h, p.w)[
                 p.cy0 - p.y:p.cy1 - p.y, p.cx0 - p.x:p.cx1 - p.x]
         for qx0, qy0, qx1, qy1 in painted:  # where this one is 0, keep what is below
             ix0, iy0, ix1, iy1 = max(qx0, p.cx0), max(qy0, p.cy0), min(qx1, p.cx1), min(qy1, p.cy1)

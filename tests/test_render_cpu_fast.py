@@ -21,15 +21,15 @@ def fast_only(monkeypatch):
     unless PyTorch uses its vectorised kernel or a logit is not finite): the parity then tests the
     fast path itself."""
     monkeypatch.setattr(render_cpu, "_MAX_MIXED_FRACTION", 1.0)
-    reference = render_cpu.instance_labels_reference
+    fallback = render_cpu._instance_labels_fallback
 
     def checked_fallback(coarse, fine, h, w):
         eligible = render_cpu._uses_generic_kernel(fine.float(), h, w) and bool(
             torch.isfinite(coarse).all() and torch.isfinite(fine).all())
         assert not eligible, "fell back to the reference"
-        return reference(coarse, fine, h, w)
+        return fallback(coarse, fine, h, w)
 
-    monkeypatch.setattr(render_cpu, "instance_labels_reference", checked_fallback)
+    monkeypatch.setattr(render_cpu, "_instance_labels_fallback", checked_fallback)
 
 
 def _smooth(gen, c, s, low, amp=3.0, sh=None):
@@ -201,3 +201,19 @@ def test_colorize_matches_indexing(shape):
         out = colorize(labels, lut)
         assert out.is_contiguous() and out.dtype == torch.uint8
         assert_exact(out, colorize_reference(labels, lut))
+
+
+@pytest.mark.parametrize("smooth", [True, False])
+def test_fallback_labels_match_reference(smooth):
+    # the fallback's argmax replacement (first maximal index), including exact ties and -0.0 / 0.0
+    from kernels.reference import instance_labels_reference
+
+    _, coarse, fine, _, _ = make_case(31, 2, 24, 8, 8, smooth=smooth)
+    fine[1, 3:6] = fine[1, 2]  # exact ties: lowest index wins
+    fine[1, 7, :4] = 0.0
+    fine[1, 8, :4] = -0.0
+    coarse[1, 1, :3] = coarse[1, 0, :3]  # coarse tie: background
+    for i in range(2):
+        for h, w in ((97, 61), (24, 24), (300, 7)):
+            assert_exact(render_cpu._instance_labels_fallback(coarse[i], fine[i], h, w),
+                         instance_labels_reference(coarse[i], fine[i], h, w))
