@@ -252,22 +252,17 @@ class _Blocks:
     dimension than with the few slots of a block. Per block: ``cell`` (flat id in [n, Sh, Sw]),
     ``inst``; ``row_el`` [Kr, B] / ``col_el`` [Kc, B] (axis elements, clamped in range); ``valid``
     [S, B] (slot = row * k_cols + col); weights ``wy`` [2, Kr, B] / ``wx`` [2, Kc, B]; ``w4``
-    [4, S, B]: each slot's weight of each corner; ``corner`` [4, B]: flat sample ids in
-    [n * Sh * Sw] of the cell's corners, order 00, 01, 10, 11.
+    [4, S, B]: each slot's weight of each corner (order 00, 01, 10, 11); ``src``: the index of
+    each block's cell in the input cells (non-decreasing: input order is kept).
     """
 
-    def __init__(self, cell: torch.Tensor, ax: _Axes, Sh: int, Sw: int):
-        plane = Sh * Sw
-        inst = torch.div(cell, plane, rounding_mode="floor")
-        rc = cell - inst * plane
-        r = torch.div(rc, Sw, rounding_mode="floor")
-        cc = rc - r * Sw
+    def __init__(self, cell: torch.Tensor, inst: torch.Tensor, r: torch.Tensor, cc: torch.Tensor, ax: _Axes):
         row_key = 2 * inst * ax.stride + r
         col_key = row_key + (ax.stride + cc - r)  # (2 inst + 1) * stride + cc
         n_rows, n_cols = ax.run_count[row_key], ax.run_count[col_key]
-        keep = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
-        cell, inst, r, cc, row_key, col_key, n_rows, n_cols = (
-            t.index_select(0, keep) for t in (cell, inst, r, cc, row_key, col_key, n_rows, n_cols))
+        src = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
+        cell, inst, row_key, col_key, n_rows, n_cols = (
+            t.index_select(0, src) for t in (cell, inst, row_key, col_key, n_rows, n_cols))
         row_start, col_start = ax.run_start[row_key], ax.run_start[col_key]
         k_rows, k_cols = self.k_rows, self.k_cols = ax.k_rows, ax.k_cols
         row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
@@ -278,11 +273,12 @@ class _Blocks:
             q = torch.arange(owner.numel()) - (per_cell.cumsum(0) - per_cell)[owner]
             a = torch.div(q, col_chunks[owner], rounding_mode="floor")
             b = q - a * col_chunks[owner]
-            cell, inst, r, cc = cell[owner], inst[owner], r[owner], cc[owner]
+            cell, inst, src = cell[owner], inst[owner], src[owner]
             row_start = row_start[owner] + a * k_rows
             col_start = col_start[owner] + b * k_cols
             n_rows = torch.clamp_max(n_rows[owner] - a * k_rows, k_rows)
             n_cols = torch.clamp_max(n_cols[owner] - b * k_cols, k_cols)
+        self.src = src  # index of each block's cell in the input (non-decreasing)
         self.cell, self.inst = cell, inst
         n_blocks, slots = cell.numel(), k_rows * k_cols
         jr, jc = torch.arange(k_rows)[:, None], torch.arange(k_cols)[:, None]
@@ -293,9 +289,6 @@ class _Blocks:
         self.wy = ax.w.index_select(1, self.row_el.view(-1)).view(2, k_rows, n_blocks)
         self.wx = ax.w.index_select(1, self.col_el.view(-1)).view(2, k_cols, n_blocks)
         self.w4 = (self.wy[:, None, :, None, :] * self.wx[None, :, None, :, :]).view(4, slots, n_blocks)
-        down = torch.where(r < Sh - 1, Sw, 0)
-        right = torch.where(cc < Sw - 1, 1, 0)
-        self.corner = torch.stack([cell, cell + right, cell + down, cell + down + right])
 
     def __len__(self) -> int:
         return self.cell.numel()
@@ -385,77 +378,100 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
 
     if not all(use_list):
         mixed &= use[:, None, None]
-    blk = _Blocks(mixed.view(-1).nonzero().squeeze(1), ax, Sh, Sw)
+    cell = mixed.view(-1).nonzero().squeeze(1)
+    if cell.numel() == 0:
+        return out
+
+    # Fine candidates of the cells whose channel is undecided: the channels that can still win
+    # somewhere in the cell (max over the corners >= the best min over the corners - margin).
+    # Done per cell before the blocks are built, so that cells can be ordered by kind (fine-safe,
+    # 2 candidates, more) and each kind is a contiguous range of blocks (slices, not gathers).
+    inst = torch.div(cell, plane, rounding_mode="floor")
+    rc = cell - inst * plane
+    r = torch.div(rc, Sw, rounding_mode="floor")
+    cc = rc - r * Sw
+    down = torch.where(r < Sh - 1, Sw, 0)
+    right = torch.where(cc < Sw - 1, 1, 0)
+    corner = torch.stack([cell, cell + right, cell + down, cell + down + right])  # [4, M] sample ids
+    undecided = (~fine_safe.view(-1).index_select(0, cell)).nonzero().squeeze(1)
+    n_safe = cell.numel() - undecided.numel()
+    n_two = 0
+    if undecided.numel():
+        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of all channels
+        corners = f_cl.index_select(0, corner.index_select(1, undecided).t().reshape(-1)).view(-1, 4, n_fine)
+        x = corners.unbind(1)
+        lo = torch.minimum(torch.minimum(x[0], x[1]), torch.minimum(x[2], x[3]))
+        hi = torch.maximum(torch.maximum(x[0], x[1]), torch.maximum(x[2], x[3]))
+        u_margin = f_margin.index_select(0, inst.index_select(0, undecided))
+        possible = hi >= (lo.amax(1) - u_margin)[:, None]  # [U, C]
+        n_cand = possible.sum(1)
+        by_kind = torch.argsort((n_cand != 2).to(torch.uint8), stable=True)  # 2 candidates first
+        n_two = int((n_cand == 2).sum())
+        corners, hi, u_margin, possible, n_cand = (t.index_select(0, by_kind) for t in (corners, hi, u_margin, possible, n_cand))
+        order = torch.cat([(fine_safe.view(-1).index_select(0, cell)).nonzero().squeeze(1),
+                           undecided.index_select(0, by_kind)])
+        cell, inst, r, cc, corner = (t.index_select(-1, order) for t in (cell, inst, r, cc, corner))
+
+    blk = _Blocks(cell, inst, r, cc, ax)
     if len(blk) == 0:
         return out
     k_cols = blk.k_cols
     slots, n_blocks = blk.valid.shape
+    b_corner = corner.index_select(1, blk.src)
     exact_requests = []  # (is_coarse, slot, block, corners [P, 4, k], candidates, ok)
 
     # Coarse: fg where the cell is fg-safe, else the sign of the plain bilinear fg - bg difference
     # (a linear function: its value is the difference of the channels' values up to rounding);
     # exact where that is within the margin of 0. Computed for every block (no subset gathers).
     cell_fg = fg_safe.view(-1).index_select(0, blk.cell)
-    diff = _blend(d.view(-1).index_select(0, blk.corner.view(-1)).view(4, n_blocks), blk.w4)  # [S, B]
+    diff = _blend(d.view(-1).index_select(0, b_corner.view(-1)).view(4, n_blocks), blk.w4)  # [S, B]
     fg = cell_fg | (diff > 0)
     b_margin = c_margin.index_select(0, blk.inst)
     slot, m = (~cell_fg & (diff.abs() <= b_margin) & blk.valid).nonzero().unbind(1)
     if m.numel():
         c_cl = c.permute(0, 2, 3, 1).reshape(n * plane, 2)
-        tab = c_cl.index_select(0, blk.corner.index_select(1, m).t().reshape(-1)).view(-1, 4, 2)
+        tab = c_cl.index_select(0, b_corner.index_select(1, m).t().reshape(-1)).view(-1, 4, 2)
         cand = torch.tensor([0, 1]).expand(m.numel(), 2)
         exact_requests.append((True, slot, m, tab, cand, torch.ones(cand.shape, dtype=torch.bool)))
 
-    # Fine: the cell's channel where fine-safe; else the winner among the channels that can still
-    # win somewhere in the cell (max over the corners >= the best min over the corners - margin),
-    # exact on near-ties. Cells with 2 candidates (most) use the sign of their difference.
+    # Fine: the cell's channel where fine-safe, else the winner among the cell's candidates, exact
+    # on near-ties. Cells with 2 candidates (most) use the sign of their difference.
     labels = best.view(-1).index_select(0, blk.cell).expand(slots, n_blocks).contiguous()
-    undecided = (~fine_safe.view(-1).index_select(0, blk.cell)).nonzero().squeeze(1)
-    if undecided.numel():
-        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of all channels
-        corners = f_cl.index_select(0, blk.corner.index_select(1, undecided).t().reshape(-1)).view(-1, 4, n_fine)
-        x = corners.unbind(1)
-        lo = torch.minimum(torch.minimum(x[0], x[1]), torch.minimum(x[2], x[3]))
-        hi = torch.maximum(torch.maximum(x[0], x[1]), torch.maximum(x[2], x[3]))
-        u_margin = f_margin.index_select(0, blk.inst.index_select(0, undecided))
-        possible = hi >= (lo.amax(1) - u_margin)[:, None]  # [U, C]
-        n_cand = possible.sum(1)
-        two = n_cand == 2
-        for g in (two.nonzero().squeeze(1), (~two).nonzero().squeeze(1)):
-            if g.numel() == 0:
-                continue
-            gb = undecided.index_select(0, g)  # block ids
-            w4 = blk.w4.index_select(2, gb)
-            g_margin = u_margin.index_select(0, g)
-            g_possible = possible.index_select(0, g)
-            if bool(two[g[0]]):
-                cand = g_possible.nonzero()[:, 1].view(-1, 2)
-                ok = torch.ones(cand.shape, dtype=torch.bool)
-                tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
-                delta = _blend((tab[:, :, 0] - tab[:, :, 1]).t(), w4)  # [S, G]
-                win = torch.where(delta > 0, cand[:, 0], cand[:, 1])
-                near_tie = delta.abs() <= g_margin
-            else:
-                k = int(n_cand.index_select(0, g).max())
-                top = torch.where(g_possible, hi.index_select(0, g), -_INF).topk(k, dim=1)
-                cand, ok = top.indices, top.values > -_INF
-                tab = corners.index_select(0, g).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
-                ok_t = ok.t()
-                vals = _blend(torch.where(ok_t, tab.permute(1, 2, 0), 0.0), w4)  # [k, S, G]
-                vals = torch.where(ok_t[:, None, :], vals, -_INF).unbind(0)
-                # winner: the candidate at the top; near-tie: another one within the margin
-                reach = _max_chain(vals) - g_margin
-                win = torch.full(reach.shape, -1, dtype=torch.long)
-                n_reach = torch.zeros(reach.shape, dtype=torch.long)
-                for i, v in enumerate(vals):
-                    in_reach = v >= reach
-                    n_reach += in_reach
-                    win = torch.where(in_reach, cand[:, i], win)
-                near_tie = n_reach > 1
-            labels.index_copy_(1, gb, win.to(torch.uint8))
-            slot, gi = (near_tie & blk.valid.index_select(1, gb)).nonzero().unbind(1)
-            if gi.numel():
-                exact_requests.append((False, slot, gb[gi], tab[gi], cand[gi], ok[gi]))
+    lo_b, two_b = torch.searchsorted(blk.src, torch.tensor([n_safe, n_safe + n_two])).tolist()
+    for is_two, first, last in ((True, lo_b, two_b), (False, two_b, n_blocks)):
+        if last <= first:
+            continue
+        row = blk.src[first:last] - n_safe  # the blocks' rows in the candidate tables
+        w4 = blk.w4[:, :, first:last]
+        g_margin = u_margin.index_select(0, row)
+        if is_two:
+            cand = possible[:n_two].nonzero()[:, 1].view(-1, 2).index_select(0, row)
+            ok = torch.ones(cand.shape, dtype=torch.bool)
+            tab = corners.index_select(0, row).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
+            delta = _blend((tab[:, :, 0] - tab[:, :, 1]).t(), w4)  # [S, G]
+            win = torch.where(delta > 0, cand[:, 0], cand[:, 1])
+            near_tie = delta.abs() <= g_margin
+        else:
+            k = int(n_cand[n_two:].max())
+            top = torch.where(possible[n_two:], hi[n_two:], -_INF).topk(k, dim=1)
+            cand, ok = top.indices.index_select(0, row - n_two), (top.values > -_INF).index_select(0, row - n_two)
+            tab = corners.index_select(0, row).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
+            ok_t = ok.t()
+            vals = _blend(torch.where(ok_t, tab.permute(1, 2, 0), 0.0), w4)  # [k, S, G]
+            vals = torch.where(ok_t[:, None, :], vals, -_INF).unbind(0)
+            # winner: the candidate at the top; near-tie: another one within the margin
+            reach = _max_chain(vals) - g_margin
+            win = torch.full(reach.shape, -1, dtype=torch.long)
+            n_reach = torch.zeros(reach.shape, dtype=torch.long)
+            for i, v in enumerate(vals):
+                in_reach = v >= reach
+                n_reach += in_reach
+                win = torch.where(in_reach, cand[:, i], win)
+            near_tie = n_reach > 1
+        labels[:, first:last] = win
+        slot, gi = (near_tie & blk.valid[:, first:last]).nonzero().unbind(1)
+        if gi.numel():
+            exact_requests.append((False, slot, gi + first, tab[gi], cand[gi], ok[gi]))
 
     if exact_requests:  # one exact evaluation for all near-ties (coarse ones have candidates 0, 1)
         k = max(req[3].shape[2] for req in exact_requests)
