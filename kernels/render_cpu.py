@@ -401,13 +401,18 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
         corners = f_cl.index_select(0, corner.index_select(1, undecided).t().reshape(-1)).view(-1, 4, n_fine)
         x = corners.unbind(1)
         lo = torch.minimum(torch.minimum(x[0], x[1]), torch.minimum(x[2], x[3]))
-        hi = torch.maximum(torch.maximum(x[0], x[1]), torch.maximum(x[2], x[3]))
+        # Channel k cannot win anywhere in the cell when some channel j beats it by more than the
+        # margin at all 4 corners (bilinear weights are convex). Tested against j = the channel
+        # with the best minimum, this also drops every k whose max is below that minimum.
+        top = corners.gather(2, lo.argmax(1)[:, None, None].expand(-1, 4, 1))  # [U, 4, 1]
+        lead = (top - corners).unbind(1)
+        lead = torch.minimum(torch.minimum(lead[0], lead[1]), torch.minimum(lead[2], lead[3]))  # [U, C]
         u_margin = f_margin.index_select(0, inst.index_select(0, undecided))
-        possible = hi >= (lo.amax(1) - u_margin)[:, None]  # [U, C]
+        possible = lead <= u_margin[:, None]  # [U, C]
         n_cand = possible.sum(1)
         by_kind = torch.argsort((n_cand != 2).to(torch.uint8), stable=True)  # 2 candidates first
         n_two = int((n_cand == 2).sum())
-        corners, hi, u_margin, possible, n_cand = (t.index_select(0, by_kind) for t in (corners, hi, u_margin, possible, n_cand))
+        corners, lead, u_margin, possible, n_cand = (t.index_select(0, by_kind) for t in (corners, lead, u_margin, possible, n_cand))
         order = torch.cat([(fine_safe.view(-1).index_select(0, cell)).nonzero().squeeze(1),
                            undecided.index_select(0, by_kind)])
         cell, inst, r, cc, corner = (t.index_select(-1, order) for t in (cell, inst, r, cc, corner))
@@ -453,7 +458,7 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
             near_tie = delta.abs() <= g_margin
         else:
             k = int(n_cand[n_two:].max())
-            top = torch.where(possible[n_two:], hi[n_two:], -_INF).topk(k, dim=1)
+            top = torch.where(possible[n_two:], -lead[n_two:], -_INF).topk(k, dim=1)
             cand, ok = top.indices.index_select(0, row - n_two), (top.values > -_INF).index_select(0, row - n_two)
             tab = corners.index_select(0, row).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
             ok_t = ok.t()
