@@ -43,6 +43,8 @@ converted with ``.float()`` exactly as the reference does).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -68,7 +70,7 @@ def _fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     # exactly s). For float32-normal magnitudes that means the 29 low mantissa bits of the float64
     # are 1000...0; float32-subnormal magnitudes are checked the slow way.
     low = s.view(torch.int64) & 0x1FFFFFFF
-    suspect = (low == 0x10000000) | ((s != 0) & (s.abs() < 2.0 ** -125))
+    suspect = (low == 0x10000000) | (s.abs() < 2.0 ** -125)  # (zeros too: rare, and fixed right)
     if bool(suspect.any()):
         fd = f.double()
         g = torch.nextafter(f, torch.where(s > fd, _INF, -_INF).float())
@@ -211,7 +213,9 @@ def _corner_min_max(t: torch.Tensor):
     return lo, hi
 
 
-_SUM_BASE = 32.0  # > number of channels: count and index sum of near-top channels packed in one float
+@functools.lru_cache(maxsize=None)
+def _count_index_weights(n_fine: int) -> torch.Tensor:
+    return torch.stack([torch.ones(n_fine), torch.arange(n_fine, dtype=torch.float32)])
 
 
 def _classify(c: torch.Tensor, f: torch.Tensor, c_margin: torch.Tensor, f_margin: torch.Tensor):
@@ -220,21 +224,20 @@ def _classify(c: torch.Tensor, f: torch.Tensor, c_margin: torch.Tensor, f_margin
     Returns (code uint8, fg_safe, fine_safe, best uint8, d), grids [n, Sh, Sw]; d = fg - bg logit.
     Coarse: a cell is fg-safe (bg-safe) when d > margin (< -margin) at its 4 corners. Fine: at each
     sample the channels within the margin of the top are marked; a cell is fine-safe when every
-    corner has exactly one such channel and it is the same one. Marks are counted and their
-    indices summed in one matrix product (s = count + 32 * index sum, exact in float32); the
-    comparison writes float32 0/1 because bool outputs are several times slower on CPU.
+    corner has exactly one such channel and it is the same one. The marks' count and index sum
+    come from one matrix product (exact in float32); the comparison writes float32 0/1 because
+    bool outputs are several times slower on CPU.
     """
     n, n_fine = f.shape[:2]
     d = c[:, 1] - c[:, 0]
     top = f.amax(1)
     marks = torch.ge(f, (top - f_margin[:, None, None])[:, None], out=torch.empty_like(f))
-    weights = 1.0 + _SUM_BASE * torch.arange(n_fine, dtype=torch.float32)
-    s = torch.matmul(weights, marks.view(n, n_fine, -1)).view(d.shape)
-    lo, hi = _corner_min_max(torch.stack([d, s], 1))
+    stats = torch.matmul(_count_index_weights(n_fine), marks.view(n, n_fine, -1)).view(n, 2, *d.shape[1:])
+    lo, hi = _corner_min_max(torch.cat([d[:, None], stats], 1))
     fg_safe = lo[:, 0] > c_margin[:, None, None]
     bg_safe = hi[:, 0] < -c_margin[:, None, None]
-    fine_safe = (lo[:, 1] == hi[:, 1]) & (torch.fmod(s, _SUM_BASE) == 1.0)
-    best = torch.div(s, _SUM_BASE, rounding_mode="floor").to(torch.uint8)
+    fine_safe = (hi[:, 1] == 1.0) & (lo[:, 2] == hi[:, 2])  # count >= 1: max 1 means 1 everywhere
+    best = stats[:, 1].clamp_max(_MIXED).to(torch.uint8)  # the marked channel where count == 1
     code = torch.where(bg_safe, 0, torch.where(fg_safe & fine_safe, best, _MIXED)).to(torch.uint8)
     return code, fg_safe, fine_safe, best, d
 
@@ -323,8 +326,7 @@ def _exact_winners(corners: torch.Tensor, cand: torch.Tensor, ok: torch.Tensor, 
     """
     x00, x01, x10, x11 = corners.unbind(1)
     wx0, wx1, wy0, wy1 = (w[:, None] for w in (*wx.unbind(1), *wy.unbind(1)))
-    row0 = _fma32(x00, wx0, x01 * wx1)
-    row1 = _fma32(x10, wx0, x11 * wx1)
+    row0, row1 = _fma32(torch.stack([x00, x10]), wx0, torch.stack([x01, x11]) * wx1).unbind(0)
     exact = torch.where(ok, _fma32(row0, wy0, row1 * wy1), -_INF)
     top = exact.amax(1, keepdim=True)
     return torch.where(ok & (exact == top), cand, 1 << 30).amin(1)
