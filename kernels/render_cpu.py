@@ -175,7 +175,7 @@ class _Axes:
         total = self.begin[-1]
         spec = torch.tensor([[s[0], s[1], s[2] - b, s[3]] for s, b in zip(specs, self.begin)])
         ins, outs, shift, lens = spec.unbind(1)
-        axis = torch.repeat_interleave(torch.arange(len(specs)), lens, output_size=total)
+        axis = self.axis = torch.repeat_interleave(torch.arange(len(specs)), lens, output_size=total)
         dst = torch.arange(total) + shift[axis]
         scale = ins.float() / outs.float()  # float32, as PyTorch
         src = (scale.double()[axis] * (dst.double() + 0.5) - 0.5).float().clamp_min(0.0)
@@ -264,8 +264,9 @@ class _Blocks:
         col_key = row_key + (ax.stride + cc - r)  # (2 inst + 1) * stride + cc
         n_rows, n_cols = ax.run_count[row_key], ax.run_count[col_key]
         src = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
-        cell, inst, row_key, col_key, n_rows, n_cols = (
-            t.index_select(0, src) for t in (cell, inst, row_key, col_key, n_rows, n_cols))
+        if src.numel() < cell.numel():
+            cell, inst, row_key, col_key, n_rows, n_cols = (
+                t.index_select(0, src) for t in (cell, inst, row_key, col_key, n_rows, n_cols))
         row_start, col_start = ax.run_start[row_key], ax.run_start[col_key]
         k_rows, k_cols = self.k_rows, self.k_cols = ax.k_rows, ax.k_cols
         row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
@@ -494,11 +495,12 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
             labels[slot[n_coarse:], m[n_coarse:]] = win[n_coarse:].to(torch.uint8)
     labels = torch.where(fg, labels, 0)
 
-    # scatter the blocks into the buffer (padding slots go to the spare element)
-    per_inst = torch.tensor([[offsets[j], p.cx1 - p.cx0, ax.begin[2 * j], ax.begin[2 * j + 1]]
-                             for j, p in enumerate(places)]).index_select(0, blk.inst)
-    offset, width, row0, col0 = per_inst.unbind(1)
-    target = (offset + (blk.row_el - row0) * width)[:, None, :] + (blk.col_el - col0)[None, :, :]
+    # scatter the blocks into the buffer (padding slots go to the spare element): an output pixel's
+    # buffer index is (row element's base) + (column element's base)
+    base = torch.tensor([[p.cx1 - p.cx0, offsets[j] - ax.begin[2 * j] * (p.cx1 - p.cx0), 1, -ax.begin[2 * j + 1]]
+                         for j, p in enumerate(places)]).view(-1, 2)[ax.axis]  # [elements, (mult, add)]
+    base = torch.arange(ax.i0.numel()) * base[:, 0] + base[:, 1]
+    target = base[blk.row_el][:, None, :] + base[blk.col_el][None, :, :]
     target = torch.where(blk.valid, target.view(slots, n_blocks), offsets[-1])
     buf.scatter_(0, target.view(-1), labels.view(-1))
     return out
