@@ -1,21 +1,26 @@
 """Fast CPU label render, bit-exact with :func:`kernels.reference.render_labels_reference`.
 
-How it stays exact while doing far less work than the reference:
+How it stays exact while doing far less work than the reference (and few, large torch ops: on
+CPU a small op costs ~5-20 us whatever its size, so the work is batched over all instances):
 
-1. **Reverse order.** Instances are processed from last to first. A pixel painted (label > 0) by a
-   later instance is final, so an earlier instance is only evaluated where the canvas is still 0.
-2. **Cell shortcut.** A bilinear output pixel is a convex combination of the 4 source samples of
+1. **Cell shortcut.** A bilinear output pixel is a convex combination of the 4 source samples of
    its cell (rows r0, r1; cols c0, c1). If at all 4 corners channel k beats every other channel by
    a margin far above float32 rounding (``_REL_MARGIN`` x max|logit| + ``_ABS_MARGIN``), then
    argmax is k at every pixel of the cell, whatever the weights. The same holds for the coarse
-   fg/bg decision (fg iff coarse[1] > coarse[0]; a tie is background). Cells are classified on the
-   small S x S grid and looked up per pixel with two ``index_select``.
-3. **Exact mixed pixels.** Only pixels in undecided cells are computed, and only for the channels
-   that can still win in their cell (a channel whose max over the 4 corners is below the best
-   channel's min, minus the margin, cannot win). Their values reproduce PyTorch's CPU kernel bit
-   for bit. Measured on torch 2.14 (x86-64, AVX2/AVX512 dispatch), the generic
-   ``upsample_bilinear2d`` kernel (used when out_h + out_w > 128 and the input is not
-   channels-last) computes, in float32 with fused multiply-adds::
+   fg/bg decision (fg iff coarse[1] > coarse[0]; a tie is background). Cells of all instances are
+   classified at once on the small S x S grids; decided cells are expanded to the box with one row
+   ``index_select`` and one column ``gather`` per instance.
+2. **Mixed cells as blocks.** The output pixels of an undecided cell are its run of output rows x
+   its run of output columns: a small block (border cells' longer runs are split). All blocks of
+   all instances are evaluated together, block index innermost. A plain float32 bilinear
+   value decides a pixel unless it is within the margin of a tie. Coarse: the sign of the bilinear
+   fg - bg difference. Fine: only the channels that can still win in the cell (not beaten by more
+   than the margin at all 4 corners by one channel) are candidates; with 2 candidates (most cells)
+   the sign of their difference decides.
+3. **Exact near-ties.** The few pixels within the margin of a tie are computed exactly, all in one
+   batch, reproducing PyTorch's CPU kernel bit for bit. Measured on torch 2.14 (x86-64,
+   AVX2/AVX512 dispatch), the generic ``upsample_bilinear2d`` kernel (used when out_h + out_w >
+   128 and the input is not channels-last) computes, in float32 with fused multiply-adds::
 
        src    = fma(scale, dst + 0.5, -0.5)  (clamped at 0), scale = float32(in) / float32(out)
        row_r  = fma(x[r, c0], wx0, x[r, c1] * wx1)
@@ -28,19 +33,21 @@ How it stays exact while doing far less work than the reference:
    TwoSum error term.
 
    Because this matches a build detail of PyTorch, it is **verified at first use** against
-   ``F.interpolate`` on adversarial probes (mixed magnitudes, up- and downscales). If the probe
-   fails (another torch build / CPU), every instance falls back to the reference's full
-   ``F.interpolate`` (still with the reverse-order skipping): slower, still exact.
+   ``F.interpolate`` on adversarial probes (mixed magnitudes, up- and downscales, the coarse and
+   fine channel counts), once per thread count (PyTorch's loop specialisation can depend on it).
+   If the probe fails (another torch build / CPU), every instance falls back to ``F.interpolate``
+   of the whole box: slower, still exact.
 
-   Boxes where PyTorch picks its other (channels-last, vectorised) kernel -- out_h + out_w <= 128,
-   or an input that is channels-last contiguous such as S == 1 -- and instances with non-finite
-   logits also use the reference's ``F.interpolate``; those are small or rare. So do instances whose
-   logits are noise-like (more than 30% of cells undecided), where per-pixel work would cost more.
+4. **Fallbacks.** Boxes where PyTorch picks its other (channels-last, vectorised) kernel --
+   out_h + out_w <= 128, or an input that is channels-last contiguous such as S == 1 -- and
+   instances with non-finite logits use the reference's ``F.interpolate``; those are small or rare.
+   So do instances whose logits are noise-like (more than 30% of cells undecided), where block work
+   would cost more; for finite logits their argmax is a faster equivalent of ``torch.argmax``.
 
-Torch ops only; inputs are never modified. Logits are computed in float32 (float16 inputs are
-converted with ``.float()`` exactly as the reference does).
+Instances are composited in order (later ones win where their label > 0). Torch ops only; inputs
+are never modified. Logits are computed in float32 (float16 inputs are converted with ``.float()``
+exactly as the reference does).
 """
-
 from __future__ import annotations
 
 import functools
@@ -48,7 +55,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .reference import box_xywh_int, instance_labels_reference
+from .reference import instance_labels_reference
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
 _ABS_MARGIN = 1e-30  # covers underflow to subnormals/zero in products
