@@ -245,7 +245,9 @@ def _classify(c: torch.Tensor, f: torch.Tensor, c_margin: torch.Tensor, f_margin
     bg_safe = hi[:, 0] < -c_margin[:, None, None]
     fine_safe = (hi[:, 1] == 1.0) & (lo[:, 2] == hi[:, 2])  # count >= 1: max 1 means 1 everywhere
     best = stats[:, 1].clamp_max(_MIXED).to(torch.uint8)  # the marked channel where count == 1
-    code = torch.where(bg_safe, 0, torch.where(fg_safe & fine_safe, best, _MIXED)).to(torch.uint8)
+    # label 0 where surely background, or where the fine channel is surely 0 (whatever fg/bg says)
+    zero = bg_safe | (fine_safe & (best == 0))
+    code = torch.where(zero, 0, torch.where(fg_safe & fine_safe, best, _MIXED)).to(torch.uint8)
     return code, fg_safe, fine_safe, best, d
 
 
