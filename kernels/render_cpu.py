@@ -461,21 +461,25 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
         row = blk.src[first:last] - n_safe  # the blocks' rows in the candidate tables
         w4 = blk.w4[:, :, first:last]
         g_margin = u_margin.index_select(0, row)
+        # candidate tables per cell ([cells, ...]), then looked up per block by its cell's row
         if is_two:
-            cand = possible[:n_two].nonzero()[:, 1].view(-1, 2).index_select(0, row)
-            ok = torch.ones(cand.shape, dtype=torch.bool)
-            tab = corners.index_select(0, row).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, 2]
-            delta = _blend((tab[:, :, 0] - tab[:, :, 1]).t(), w4)  # [S, G]
+            cand_c = possible[:n_two].nonzero()[:, 1].view(-1, 2)
+            ok_c = torch.ones(cand_c.shape, dtype=torch.bool)
+            tab_c = corners[:n_two].gather(2, cand_c[:, None, :].expand(-1, 4, -1))  # [cells, 4, 2]
+            delta = _blend((tab_c[:, :, 0] - tab_c[:, :, 1]).index_select(0, row).t(), w4)  # [S, G]
+            cand = cand_c.index_select(0, row)
             win = torch.where(delta > 0, cand[:, 0], cand[:, 1])
             near_tie = delta.abs() <= g_margin
         else:
+            row = row - n_two
             k = int(n_cand[n_two:].max())
             top = torch.where(possible[n_two:], -lead[n_two:], -_INF).topk(k, dim=1)
-            cand, ok = top.indices.index_select(0, row - n_two), (top.values > -_INF).index_select(0, row - n_two)
-            tab = corners.index_select(0, row).gather(2, cand[:, None, :].expand(-1, 4, -1))  # [G, 4, k]
-            ok_t = ok.t()
-            vals = _blend(torch.where(ok_t, tab.permute(1, 2, 0), 0.0), w4)  # [k, S, G]
-            vals = torch.where(ok_t[:, None, :], vals, -_INF).unbind(0)
+            cand_c, ok_c = top.indices, top.values > -_INF
+            tab_c = corners[n_two:].gather(2, cand_c[:, None, :].expand(-1, 4, -1))  # [cells, 4, k]
+            cand, ok = cand_c.index_select(0, row), ok_c.index_select(0, row)
+            tab = torch.where(ok_c[:, None, :], tab_c, 0.0).index_select(0, row)
+            vals = _blend(tab.permute(1, 2, 0), w4)  # [k, S, G]
+            vals = torch.where(ok.t()[:, None, :], vals, -_INF).unbind(0)
             # winner: the candidate at the top; near-tie: another one within the margin
             reach = _max_chain(vals) - g_margin
             win = torch.full(reach.shape, -1, dtype=torch.long)
@@ -488,7 +492,8 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
         labels[:, first:last] = win
         slot, gi = (near_tie & blk.valid[:, first:last]).nonzero().unbind(1)
         if gi.numel():
-            exact_requests.append((False, slot, gi + first, tab[gi], cand[gi], ok[gi]))
+            rows = row[gi]
+            exact_requests.append((False, slot, gi + first, tab_c[rows], cand_c[rows], ok_c[rows]))
 
     if exact_requests:  # one exact evaluation for all near-ties (coarse ones have candidates 0, 1)
         k = max(req[3].shape[2] for req in exact_requests)
