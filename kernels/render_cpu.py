@@ -395,8 +395,7 @@ def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
         return out
 
     # Fine candidates of the cells whose channel is undecided: the channels that can still win
-    # somewhere in the cell (max over the corners >= the best min over the corners - margin).
-    # Done per cell before the blocks are built, so that cells can be ordered by kind (fine-safe,
+    # somewhere in the cell. Done per cell before the blocks are built, so that cells can be ordered by kind (fine-safe,
     # 2 candidates, more) and each kind is a contiguous range of blocks (slices, not gathers).
     inst = torch.div(cell, plane, rounding_mode="floor")
     rc = cell - inst * plane
