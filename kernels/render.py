@@ -22,6 +22,7 @@ from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
+_WORD_TABLES: dict[bytes, torch.Tensor] = {}
 _N_COARSE = 2
 _N_FINE = 25
 
@@ -61,6 +62,44 @@ def _resolve(backend: str, device: torch.device) -> str:
     return backend
 
 
+def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
+    """int32 [3 * n * n] table for :func:`colorize`: the 4-byte words of RGB rows of label pairs.
+
+    Four pixels p0..p3 are 12 bytes = 3 int32 words: (R0 G0 B0 R1), (G1 B1 R2 G2), (B2 R3 G3 B3);
+    word k depends on labels (p_k, p_k+1) only. Built with uint8 views, so byte order is native.
+    """
+    key = lut_rgb.numpy().tobytes()
+    table = _WORD_TABLES.get(key)
+    if table is None:
+        n = lut_rgb.shape[0]
+        first, second = lut_rgb.repeat_interleave(n, 0), lut_rgb.repeat(n, 1)  # row a * n + b: (a, b)
+        words = torch.cat([torch.cat([first, second[:, :1]], 1), torch.cat([first[:, 1:], second[:, :2]], 1),
+                           torch.cat([first[:, 2:], second], 1)])
+        table = _WORD_TABLES[key] = words.contiguous().view(torch.int32).view(-1)
+    return table
+
+
+def colorize(labels: torch.Tensor, lut_rgb: torch.Tensor) -> torch.Tensor:
+    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W] on the CPU, lut uint8 [n, 3]).
+
+    One int32 gather per 4 pixels (3 words) instead of one 3-byte row gather per pixel: ~3x faster
+    than advanced indexing on CPU.
+    """
+    if labels.device.type != "cpu" or labels.dim() != 2 or labels.dtype != torch.uint8:
+        return colorize_reference(labels, lut_rgb)
+    lut_rgb = lut_rgb.to(device="cpu", dtype=torch.uint8).contiguous()
+    n = lut_rgb.shape[0]
+    h, w = labels.shape
+    flat = labels.reshape(-1)
+    size = flat.numel()
+    if size % 4:
+        flat = torch.cat([flat, flat.new_zeros(4 - size % 4)])
+    quad = flat.view(-1, 4).int()
+    index = quad[:, :3] * n + quad[:, 1:] + torch.tensor([0, n * n, 2 * n * n], dtype=torch.int32)
+    words = _word_table(lut_rgb).index_select(0, index.view(-1))
+    return words.view(torch.uint8)[:size * 3].view(h, w, 3)
+
+
 def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
                   height: int, width: int, backend: str = "auto") -> torch.Tensor:
     """uint8 [height, width] part labels (0 = background), on the logits' device."""
@@ -92,4 +131,4 @@ def render_hint(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: 
 
         return render_hint_triton(boxes_xyxy, coarse_segm, fine_segm, height, width, lut_rgb.to(torch.uint8))
     labels = render_labels(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
-    return colorize_reference(labels, lut_rgb.to(device=labels.device, dtype=torch.uint8))
+    return colorize(labels, lut_rgb.to(device=labels.device, dtype=torch.uint8))

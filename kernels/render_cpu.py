@@ -1,21 +1,26 @@
 """Fast CPU label render, bit-exact with :func:`kernels.reference.render_labels_reference`.
 
-How it stays exact while doing far less work than the reference:
+How it stays exact while doing far less work than the reference (and few, large torch ops: on
+CPU a small op costs ~5-20 us whatever its size, so the work is batched over all instances):
 
-1. **Reverse order.** Instances are processed from last to first. A pixel painted (label > 0) by a
-   later instance is final, so an earlier instance is only evaluated where the canvas is still 0.
-2. **Cell shortcut.** A bilinear output pixel is a convex combination of the 4 source samples of
+1. **Cell shortcut.** A bilinear output pixel is a convex combination of the 4 source samples of
    its cell (rows r0, r1; cols c0, c1). If at all 4 corners channel k beats every other channel by
    a margin far above float32 rounding (``_REL_MARGIN`` x max|logit| + ``_ABS_MARGIN``), then
    argmax is k at every pixel of the cell, whatever the weights. The same holds for the coarse
-   fg/bg decision (fg iff coarse[1] > coarse[0]; a tie is background). Cells are classified on the
-   small S x S grid and looked up per pixel with two ``index_select``.
-3. **Exact mixed pixels.** Only pixels in undecided cells are computed, and only for the channels
-   that can still win in their cell (a channel whose max over the 4 corners is below the best
-   channel's min, minus the margin, cannot win). Their values reproduce PyTorch's CPU kernel bit
-   for bit. Measured on torch 2.14 (x86-64, AVX2/AVX512 dispatch), the generic
-   ``upsample_bilinear2d`` kernel (used when out_h + out_w > 128 and the input is not
-   channels-last) computes, in float32 with fused multiply-adds::
+   fg/bg decision (fg iff coarse[1] > coarse[0]; a tie is background). Cells of all instances are
+   classified at once on the small S x S grids; decided cells are expanded to the box with one row
+   ``index_select`` and one column ``gather`` per instance.
+2. **Mixed cells as blocks.** The output pixels of an undecided cell are its run of output rows x
+   its run of output columns: a small block (border cells' longer runs are split). All blocks of
+   all instances are evaluated together, block index innermost. A plain float32 bilinear
+   value decides a pixel unless it is within the margin of a tie. Coarse: the sign of the bilinear
+   fg - bg difference. Fine: only the channels that can still win in the cell (not beaten by more
+   than the margin at all 4 corners by one channel) are candidates; with 2 candidates (most cells)
+   the sign of their difference decides.
+3. **Exact near-ties.** The few pixels within the margin of a tie are computed exactly, all in one
+   batch, reproducing PyTorch's CPU kernel bit for bit. Measured on torch 2.14 (x86-64,
+   AVX2/AVX512 dispatch), the generic ``upsample_bilinear2d`` kernel (used when out_h + out_w >
+   128 and the input is not channels-last) computes, in float32 with fused multiply-adds::
 
        src    = fma(scale, dst + 0.5, -0.5)  (clamped at 0), scale = float32(in) / float32(out)
        row_r  = fma(x[r, c0], wx0, x[r, c1] * wx1)
@@ -28,27 +33,29 @@ How it stays exact while doing far less work than the reference:
    TwoSum error term.
 
    Because this matches a build detail of PyTorch, it is **verified at first use** against
-   ``F.interpolate`` on adversarial probes (mixed magnitudes, up- and downscales). If the probe
-   fails (another torch build / CPU), every instance falls back to the reference's full
-   ``F.interpolate`` (still with the reverse-order skipping): slower, still exact.
+   ``F.interpolate`` on adversarial probes (mixed magnitudes, up- and downscales, the coarse and
+   fine channel counts), once per thread count (PyTorch's loop specialisation can depend on it).
+   If the probe fails (another torch build / CPU), every instance falls back to ``F.interpolate``
+   of the whole box: slower, still exact.
 
-   Boxes where PyTorch picks its other (channels-last, vectorised) kernel -- out_h + out_w <= 128,
-   or an input that is channels-last contiguous such as S == 1 -- and instances with non-finite
-   logits also use the reference's ``F.interpolate``; those are small or rare. So do instances whose
-   logits are noise-like (more than 30% of cells undecided), where per-pixel work would cost more.
+4. **Fallbacks.** Boxes where PyTorch picks its other (channels-last, vectorised) kernel --
+   out_h + out_w <= 128, or an input that is channels-last contiguous such as S == 1 -- and
+   instances with non-finite logits use the reference's ``F.interpolate``; those are small or rare.
+   So do instances whose logits are noise-like (more than 30% of cells undecided), where block work
+   would cost more; for finite logits their argmax is a faster equivalent of ``torch.argmax``.
 
-Torch ops only; inputs are never modified. Logits are computed in float32 (float16 inputs are
-converted with ``.float()`` exactly as the reference does).
+Instances are composited in order (later ones win where their label > 0). Torch ops only; inputs
+are never modified. Logits are computed in float32 (float16 inputs are converted with ``.float()``
+exactly as the reference does).
 """
-
 from __future__ import annotations
 
-import math
+import functools
 
 import torch
 import torch.nn.functional as F
 
-from .reference import box_xywh_int, instance_labels_reference
+from .reference import instance_labels_reference
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
 _ABS_MARGIN = 1e-30  # covers underflow to subnormals/zero in products
@@ -70,7 +77,7 @@ def _fma32(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     # exactly s). For float32-normal magnitudes that means the 29 low mantissa bits of the float64
     # are 1000...0; float32-subnormal magnitudes are checked the slow way.
     low = s.view(torch.int64) & 0x1FFFFFFF
-    suspect = (low == 0x10000000) | ((s != 0) & (s.abs() < 2.0 ** -125))
+    suspect = (low == 0x10000000) | (s.abs() < 2.0 ** -125)  # (zeros too: rare, and fixed right)
     if bool(suspect.any()):
         fd = f.double()
         g = torch.nextafter(f, torch.where(s > fd, _INF, -_INF).float())
@@ -109,13 +116,6 @@ def _bilinear_points(values: torch.Tensor, p00, p01, p10, p11, wx0, wx1, wy0, wy
     return _fma32(row0, wy0, row1 * wy1)
 
 
-def _bilinear_approx(values: torch.Tensor, p00, p01, p10, p11, wx0, wx1, wy0, wy1) -> torch.Tensor:
-    """Plain float32 bilinear values: within a few ulps of max|x| of the exact ones."""
-    row0 = values[p00] * wx0 + values[p01] * wx1
-    row1 = values[p10] * wx0 + values[p11] * wx1
-    return row0 * wy0 + row1 * wy1
-
-
 def _interpolate_reference(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.interpolate(x[None], size=(h, w), mode="bilinear", align_corners=False)[0]
 
@@ -135,236 +135,403 @@ def _emulated_interpolate(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
                             wy0[None, :, None].expand(shape), wy1[None, :, None].expand(shape))
 
 
-_EMULATION_OK: bool | None = None
+_EMULATION_OK: dict[tuple[int, int], bool] = {}
 
 
-def emulation_matches_torch() -> bool:
-    """Whether the exact-emulation model matches this torch build's F.interpolate (cached probe)."""
-    global _EMULATION_OK
-    if _EMULATION_OK is None:
+def emulation_matches_torch(n_fine: int = 25) -> bool:
+    """Whether the exact-emulation model matches this torch build's F.interpolate for the coarse
+    (2) and fine (``n_fine``) channel counts, at the current ``torch.get_num_threads()``.
+
+    Cached per (threads, n_fine): PyTorch's loop specialisation can depend on both (measured on
+    torch 2.14: with 1 thread, 3-channel inputs round differently from this model, while 1, 2, 5,
+    24 and 25 channels match at 1 and 2 threads), so a thread-count change re-probes.
+    """
+    key = (torch.get_num_threads(), n_fine)
+    ok = _EMULATION_OK.get(key)
+    if ok is None:
         gen = torch.Generator().manual_seed(1234)
         ok = True
-        for C, S, h, w in ((25, 112, 173, 61), (2, 112, 301, 97), (3, 13, 90, 211), (2, 37, 129, 5),
-                           (4, 112, 112, 40)):
+        for C, S, h, w in ((n_fine, 112, 173, 61), (2, 112, 301, 97), (n_fine, 13, 90, 211), (2, 37, 129, 5),
+                           (n_fine, 112, 112, 40), (2, 13, 211, 90)):
             x = torch.randn(C, S, S, generator=gen) * torch.exp(torch.randn(C, S, S, generator=gen) * 8)
             if not torch.equal(_emulated_interpolate(x, h, w), _interpolate_reference(x, h, w)):
                 ok = False
                 break
-        _EMULATION_OK = ok
-    return _EMULATION_OK
+        _EMULATION_OK[key] = ok
+    return ok
 
 
 # --------------------------------------------------------------------------------------------
-# cell classification on the S x S grid
+# output axes: the source cell of every output row / column
 
 
-def _corner_views(t: torch.Tensor):
-    """The 4 corner values of every cell of a [..., Sh, Sw] grid: cell (r, c) has corners
-    (r, c), (r, c1), (r1, c), (r1, c1) with r1 = min(r + 1, Sh - 1), c1 = min(c + 1, Sw - 1)."""
-    down = torch.cat([t[..., 1:, :], t[..., -1:, :]], dim=-2)
-    right = torch.cat([t[..., :, 1:], t[..., :, -1:]], dim=-1)
-    diag = torch.cat([down[..., :, 1:], down[..., :, -1:]], dim=-1)
-    return t, right, down, diag
+class _Axes:
+    """:func:`_axis_taps` of several clipped output axes at once (a few tensor ops for all of them).
 
-
-def _min4(t):
-    a, b, c, d = _corner_views(t)
-    return torch.minimum(torch.minimum(a, b), torch.minimum(c, d))
-
-
-def _max4(t):
-    a, b, c, d = _corner_views(t)
-    return torch.maximum(torch.maximum(a, b), torch.maximum(c, d))
-
-
-def _bilerp_table(table: torch.Tensor, wx0, wx1, wy0, wy1) -> torch.Tensor:
-    """Plain float32 bilinear of per-pixel corner values ``table[..., 4]`` (corner order 00, 01, 10, 11)."""
-    t00, t01, t10, t11 = table.unbind(-1)
-    return (t00 * wx0 + t01 * wx1) * wy0 + (t10 * wx0 + t11 * wx1) * wy1
-
-
-def _margin(t: torch.Tensor) -> float:
-    """Decision margin for one instance's logits: inf/NaN when any logit is not finite."""
-    lo, hi = torch.aminmax(t)
-    lo, hi = float(lo), float(hi)
-    if math.isnan(lo) or math.isnan(hi):  # aminmax propagates NaN
-        return math.nan
-    return _REL_MARGIN * max(abs(lo), abs(hi)) + _ABS_MARGIN
-
-
-class _InstanceCells:
-    """Per-cell decisions for one instance's float32 logits ([2, Sh, Sw] and [C, Sh, Sw]).
-
-    Codes: 0..24 decided label, ``_MIXED`` undecided. For undecided cells, per-cell tables of corner
-    values let each pixel compute an approximate bilinear value with one row gather; a pixel is
-    decided from that approximation unless it is within the margin of a tie, where it is computed
-    exactly.
+    ``specs``: (in_size, out_size, offset, length) per axis: output indices offset .. offset+length-1
+    of an out_size-long resize of in_size samples; axes alternate rows, columns (one pair per
+    instance). The elements of all axes are concatenated (axis a is ``begin[a]:begin[a + 1]``).
+    Since i0 never decreases along an axis, the outputs in source cell i0 form one run:
+    ``run_start[a * stride + i0]``, ``run_count[...]`` (0 if none).
     """
 
-    _BUCKETS = (2, 4)  # candidate-count buckets (last bucket: all channels that may win)
+    def __init__(self, specs):
+        self.begin = [0]
+        for s in specs:
+            self.begin.append(self.begin[-1] + s[3])
+        total = self.begin[-1]
+        spec = torch.tensor([[s[0], s[1], s[2] - b, s[3]] for s, b in zip(specs, self.begin)])
+        ins, outs, shift, lens = spec.unbind(1)
+        axis = self.axis = torch.repeat_interleave(torch.arange(len(specs)), lens, output_size=total)
+        dst = torch.arange(total) + shift[axis]
+        scale = ins.float() / outs.float()  # float32, as PyTorch
+        src = (scale.double()[axis] * (dst.double() + 0.5) - 0.5).float().clamp_min(0.0)
+        last = (ins - 1)[axis]
+        i0 = torch.minimum(src.floor().long(), last)
+        same = (ins == outs)[axis]  # PyTorch copies: taps (dst, dst), weights (1, 0)
+        self.i0 = torch.where(same, dst, i0)
+        w1 = torch.where(same, 0.0, (src - i0.float()).clamp(0.0, 1.0))
+        self.w = torch.stack([1.0 - w1, w1])  # [2, total]: (w0, w1)
+        self.stride = int(ins.max())
+        counts = torch.bincount(axis * self.stride + self.i0, minlength=len(specs) * self.stride)
+        self.run_count = counts
+        self.run_start = counts.cumsum(0) - counts
+        # block size per axis kind: the longest run of an interior cell (border cells, whose runs
+        # are up to ~1.5x longer because of the clamp at 0 / in_size - 1, are split in chunks)
+        runs = counts.view(-1, 2, self.stride)
+        interior = runs[:, :, 1:-1] if self.stride > 2 else runs
+        self.k_rows, self.k_cols = interior.amax((0, 2)).clamp_min(1).tolist()
 
-    def __init__(self, coarse: torch.Tensor, fine: torch.Tensor, c_margin: float, f_margin: float):
-        self.coarse, self.fine = coarse, fine
-        self.c_margin, self.f_margin = c_margin, f_margin
-        Sh, Sw = self.Sh, self.Sw = coarse.shape[-2:]
-        C = self.n_fine = fine.shape[0]
-        d = coarse[1] - coarse[0]  # fg iff > 0
-        dc = _corner_views(d)
-        self.fg_safe = (torch.minimum(torch.minimum(dc[0], dc[1]), torch.minimum(dc[2], dc[3])) > c_margin)
-        bg_safe = torch.maximum(torch.maximum(dc[0], dc[1]), torch.maximum(dc[2], dc[3])) < -c_margin
-        self.d_table = torch.stack(dc, -1).reshape(Sh * Sw, 4)
-        if C >= 2:
-            top, best = fine.max(0)
-            second = fine.scatter(0, best[None], -_INF).amax(0)
-            gap = top - second
-        else:
-            best = torch.zeros((Sh, Sw), dtype=torch.long)
-            gap = torch.full((Sh, Sw), _INF)
-        self.fine_safe = (_min4(best) == _max4(best)) & (_min4(gap) > f_margin)
-        code = torch.full((Sh, Sw), _MIXED, dtype=torch.uint8)
-        decided = self.fg_safe & self.fine_safe
-        code[decided] = best[decided].to(torch.uint8)
-        code[bg_safe] = 0
-        self.code = code
-        self.best_flat = best.reshape(-1).to(torch.uint8)
-        self.fg_flat = self.fg_safe.reshape(-1)
-        self.fine_safe_flat = self.fine_safe.reshape(-1)
-        # candidate tables for cells whose fine argmax is undecided (and that are not surely bg)
-        self.group = torch.full((Sh * Sw,), -1, dtype=torch.long)
-        self.row = torch.zeros((Sh * Sw,), dtype=torch.long)
-        self.tables: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
-        # Per-pixel work pays off only when most cells are decided (smooth, blob-like logits).
-        self.too_mixed = float((code == _MIXED).float().mean()) > _MAX_MIXED_FRACTION
-        if self.too_mixed:
-            return
-        ids = (~self.fine_safe & ~bg_safe).reshape(-1).nonzero(as_tuple=True)[0]
-        if ids.numel() == 0:
-            return
-        r = torch.div(ids, Sw, rounding_mode="floor")
-        c = ids - r * Sw
-        r1 = torch.clamp(r + 1, max=Sh - 1)
-        c1 = torch.clamp(c + 1, max=Sw - 1)
-        f = fine.reshape(C, Sh * Sw)
-        corners = torch.stack([f.index_select(1, r * Sw + c), f.index_select(1, r * Sw + c1),
-                               f.index_select(1, r1 * Sw + c), f.index_select(1, r1 * Sw + c1)], -1)  # [C, M, 4]
-        lo = corners.amin(-1)
-        hi = corners.amax(-1)
-        possible = hi >= (lo.amax(0) - f_margin)[None]  # [C, M]: channels that may win somewhere in the cell
-        count = possible.sum(0)
-        hi_m = torch.where(possible, hi, -_INF).t()  # [M, C]
-        corners = corners.permute(1, 0, 2)  # [M, C, 4]
-        lower = 0
-        for g, upper in enumerate(self._BUCKETS + (C,)):
-            in_group = ((count > lower) & (count <= upper)).nonzero(as_tuple=True)[0]
-            lower = upper
-            if in_group.numel() == 0:
-                continue
-            k = min(int(count[in_group].max()), C)
-            top = hi_m.index_select(0, in_group).topk(k, dim=1)
-            cand, valid = top.indices, top.values > -_INF  # every possible channel is in the top k
-            table = corners.index_select(0, in_group).gather(1, cand[..., None].expand(-1, -1, 4))
-            self.group[ids[in_group]] = len(self.tables)
-            self.row[ids[in_group]] = torch.arange(in_group.numel())
-            self.tables.append((cand, valid, table))
+    def part(self, a: int, t: torch.Tensor) -> torch.Tensor:
+        return t[self.begin[a]:self.begin[a + 1]]
 
 
-def _mixed_pixel_labels(cells: _InstanceCells, R0, R1, C0, C1, WY0, WY1, WX0, WX1):
-    """Exact labels (uint8 [P]) of pixels whose cell is undecided."""
-    coarse, fine = cells.coarse, cells.fine
-    Sw = cells.Sw
-    plane = cells.Sh * Sw
-    cell = R0 * Sw + C0
-    pts = (cell, R0 * Sw + C1, R1 * Sw + C0, R1 * Sw + C1)
-    wts = (WX0, WX1, WY0, WY1)
-    result = torch.zeros(cell.shape, dtype=torch.uint8)
-    # coarse: fg where decided by the cell, else per pixel (approximate, then exact on near-ties)
-    fg = cells.fg_flat.index_select(0, cell)
-    cmix = ~fg  # bg-safe cells never reach here (their code is 0)
-    sel = cmix.nonzero(as_tuple=True)[0]
-    if sel.numel():
-        w_sel = [w.index_select(0, sel) for w in wts]
-        d = _bilerp_table(cells.d_table.index_select(0, cell.index_select(0, sel)), *w_sel)
-        fg_sel = d > 0
-        close = (d.abs() <= cells.c_margin).nonzero(as_tuple=True)[0]
-        if close.numel():
-            ci = sel.index_select(0, close)
-            cargs = tuple(a.index_select(0, ci) for a in pts + wts)
-            cflat = coarse.reshape(-1)
-            v0 = _bilinear_points(cflat, *cargs)
-            v1 = _bilinear_points(cflat, *(p + plane for p in cargs[:4]), *cargs[4:])
-            fg_sel[close] = v1 > v0
-        fg[sel] = fg_sel
-    # fine: decided cells give their best channel, others per pixel over the cell's candidates
-    take = fg & cells.fine_safe_flat.index_select(0, cell)
-    result[take] = cells.best_flat.index_select(0, cell[take])
-    fmix = fg & ~take
-    if not bool(fmix.any()):
-        return result
-    grp = torch.where(fmix, cells.group.index_select(0, cell), -1)
-    fflat = fine.reshape(-1)
-    for g, (cand_t, valid_t, table_t) in enumerate(cells.tables):
-        sel = (grp == g).nonzero(as_tuple=True)[0]
-        if sel.numel() == 0:
+# --------------------------------------------------------------------------------------------
+# cell classification on the S x S grid, all fast instances at once
+
+
+def _corner_min_max(t: torch.Tensor):
+    """Min and max over the 4 corners of every cell of a [..., Sh, Sw] grid: cell (r, c) has corners
+    (r, c), (r, c1), (r1, c), (r1, c1) with r1 = min(r + 1, Sh - 1), c1 = min(c + 1, Sw - 1)."""
+    down = torch.cat([t[..., 1:, :], t[..., -1:, :]], dim=-2)
+    lo, hi = torch.minimum(t, down), torch.maximum(t, down)
+    lo = torch.minimum(lo, torch.cat([lo[..., :, 1:], lo[..., :, -1:]], dim=-1))
+    hi = torch.maximum(hi, torch.cat([hi[..., :, 1:], hi[..., :, -1:]], dim=-1))
+    return lo, hi
+
+
+@functools.lru_cache(maxsize=None)
+def _count_index_weights(n_fine: int) -> torch.Tensor:
+    return torch.stack([torch.ones(n_fine), torch.arange(n_fine, dtype=torch.float32)])
+
+
+def _classify(c: torch.Tensor, f: torch.Tensor, c_margin: torch.Tensor, f_margin: torch.Tensor):
+    """Cell decisions of all instances at once (c [n, 2, Sh, Sw], f [n, C, Sh, Sw], margins [n]).
+
+    Returns (code uint8, fg_safe, fine_safe, best uint8, d), grids [n, Sh, Sw]; d = fg - bg logit.
+    Coarse: a cell is fg-safe (bg-safe) when d > margin (< -margin) at its 4 corners. Fine: at each
+    sample the channels within the margin of the top are marked; a cell is fine-safe when every
+    corner has exactly one such channel and it is the same one. The marks' count and index sum
+    come from one matrix product (exact in float32); the comparison writes float32 0/1 because
+    bool outputs are several times slower on CPU.
+    """
+    n, n_fine = f.shape[:2]
+    d = c[:, 1] - c[:, 0]
+    top = f.amax(1)
+    marks = torch.ge(f, (top - f_margin[:, None, None])[:, None], out=torch.empty_like(f))
+    stats = torch.matmul(_count_index_weights(n_fine), marks.view(n, n_fine, -1)).view(n, 2, *d.shape[1:])
+    lo, hi = _corner_min_max(torch.cat([d[:, None], stats], 1))
+    fg_safe = lo[:, 0] > c_margin[:, None, None]
+    bg_safe = hi[:, 0] < -c_margin[:, None, None]
+    fine_safe = (hi[:, 1] == 1.0) & (lo[:, 2] == hi[:, 2])  # count >= 1: max 1 means 1 everywhere
+    best = stats[:, 1].clamp_max(_MIXED).to(torch.uint8)  # the marked channel where count == 1
+    # label 0 where surely background, or where the fine channel is surely 0 (whatever fg/bg says)
+    zero = bg_safe | (fine_safe & (best == 0))
+    code = torch.where(zero, 0, torch.where(fg_safe & fine_safe, best, _MIXED)).to(torch.uint8)
+    return code, fg_safe, fine_safe, best, d
+
+
+# --------------------------------------------------------------------------------------------
+# mixed cells: blocks of output pixels
+
+
+class _Blocks:
+    """The output pixels of the mixed cells, as padded blocks of k_rows x k_cols slots.
+
+    A cell's pixels are its run of rows x its run of columns; runs longer than the block size
+    (border cells) are split into several blocks. Block tensors keep the block index innermost
+    ([..., B]): PyTorch's CPU elementwise kernels are several times faster with a long inner
+    dimension than with the few slots of a block. Per block: ``cell`` (flat id in [n, Sh, Sw]),
+    ``inst``; ``row_el`` [Kr, B] / ``col_el`` [Kc, B] (axis elements, clamped in range); ``valid``
+    [S, B] (slot = row * k_cols + col); weights ``wy`` [2, Kr, B] / ``wx`` [2, Kc, B]; ``w4``
+    [4, S, B]: each slot's weight of each corner (order 00, 01, 10, 11); ``src``: the index of
+    each block's cell in the input cells (non-decreasing: input order is kept).
+    """
+
+    def __init__(self, cell: torch.Tensor, inst: torch.Tensor, r: torch.Tensor, cc: torch.Tensor, ax: _Axes):
+        row_key = 2 * inst * ax.stride + r
+        col_key = row_key + (ax.stride + cc - r)  # (2 inst + 1) * stride + cc
+        n_rows, n_cols = ax.run_count[row_key], ax.run_count[col_key]
+        src = ((n_rows > 0) & (n_cols > 0)).nonzero().squeeze(1)  # cells with visible pixels
+        if src.numel() < cell.numel():
+            cell, inst, row_key, col_key, n_rows, n_cols = (
+                t.index_select(0, src) for t in (cell, inst, row_key, col_key, n_rows, n_cols))
+        row_start, col_start = ax.run_start[row_key], ax.run_start[col_key]
+        k_rows, k_cols = self.k_rows, self.k_cols = ax.k_rows, ax.k_cols
+        row_chunks = torch.div(n_rows + (k_rows - 1), k_rows, rounding_mode="floor")
+        col_chunks = torch.div(n_cols + (k_cols - 1), k_cols, rounding_mode="floor")
+        per_cell = row_chunks * col_chunks
+        if cell.numel() and int(per_cell.max()) > 1:
+            owner = torch.repeat_interleave(per_cell)
+            q = torch.arange(owner.numel()) - (per_cell.cumsum(0) - per_cell)[owner]
+            a = torch.div(q, col_chunks[owner], rounding_mode="floor")
+            b = q - a * col_chunks[owner]
+            cell, inst, src = cell[owner], inst[owner], src[owner]
+            row_start = row_start[owner] + a * k_rows
+            col_start = col_start[owner] + b * k_cols
+            n_rows = torch.clamp_max(n_rows[owner] - a * k_rows, k_rows)
+            n_cols = torch.clamp_max(n_cols[owner] - b * k_cols, k_cols)
+        self.src = src  # index of each block's cell in the input (non-decreasing)
+        self.cell, self.inst = cell, inst
+        n_blocks, slots = cell.numel(), k_rows * k_cols
+        jr, jc = torch.arange(k_rows)[:, None], torch.arange(k_cols)[:, None]
+        last = ax.i0.numel() - 1
+        self.row_el = torch.clamp_max(row_start + jr, last)
+        self.col_el = torch.clamp_max(col_start + jc, last)
+        self.valid = ((jr < n_rows)[:, None, :] & (jc < n_cols)[None, :, :]).view(slots, n_blocks)
+        self.wy = ax.w.index_select(1, self.row_el.view(-1)).view(2, k_rows, n_blocks)
+        self.wx = ax.w.index_select(1, self.col_el.view(-1)).view(2, k_cols, n_blocks)
+        self.w4 = (self.wy[:, None, :, None, :] * self.wx[None, :, None, :, :]).view(4, slots, n_blocks)
+
+    def __len__(self) -> int:
+        return self.cell.numel()
+
+
+def _blend(t: torch.Tensor, w4: torch.Tensor) -> torch.Tensor:
+    """Plain float32 bilinear values of block slots: corners t [4, ..., G], slot corner weights
+    w4 [4, S, G] -> [..., S, G]. A different rounding order than PyTorch's, but within a few ulps
+    of max|corner| of its values (the margins are ~100x larger)."""
+    out = t[0].unsqueeze(-2) * w4[0]
+    for c in (1, 2, 3):
+        out.addcmul_(t[c].unsqueeze(-2), w4[c])
+    return out
+
+
+def _max_chain(parts):
+    out = parts[0]
+    for part in parts[1:]:
+        out = torch.maximum(out, part)
+    return out
+
+
+def _exact_winners(corners: torch.Tensor, cand: torch.Tensor, ok: torch.Tensor, wx: torch.Tensor,
+                   wy: torch.Tensor) -> torch.Tensor:
+    """Exact argmax (PyTorch's bilinear values, ties to the lowest channel index, like
+    torch.argmax) of pixels given their cell corners [P, 4, K] of K candidate channels ``cand``
+    [P, K] (``ok`` marks real ones) and weights wx, wy [P, 2] (w0, w1).
+
+    The cell's corners equal PyTorch's taps, except on an axis with in_size == out_size where
+    PyTorch taps (i, i) with weights (1, 0) and the cell has (i, i + 1): fma(x, 1, y * 0) == x for
+    finite y either way (up to the sign of a zero, which no comparison sees).
+    """
+    x00, x01, x10, x11 = corners.unbind(1)
+    wx0, wx1, wy0, wy1 = (w[:, None] for w in (*wx.unbind(1), *wy.unbind(1)))
+    row0, row1 = _fma32(torch.stack([x00, x10]), wx0, torch.stack([x01, x11]) * wx1).unbind(0)
+    exact = torch.where(ok, _fma32(row0, wy0, row1 * wy1), -_INF)
+    top = exact.amax(1, keepdim=True)
+    return torch.where(ok & (exact == top), cand, 1 << 30).amin(1)
+
+
+def _render_fast(places, coarse: torch.Tensor, fine: torch.Tensor) -> dict:
+    """Labels of the given instances (dict place -> uint8 [hh, ww], its clipped box).
+
+    Instances with non-finite or noise-like logits are left out (the caller renders them with
+    the reference).
+    """
+    if [p.i for p in places] == list(range(coarse.shape[0])):
+        c, f = coarse.contiguous(), fine.contiguous()
+    else:
+        idx = torch.tensor([p.i for p in places])
+        c, f = coarse.index_select(0, idx).contiguous(), fine.index_select(0, idx).contiguous()
+    n, n_fine, Sh, Sw = f.shape
+    plane = Sh * Sw
+    # decision margins per instance (NaN / inf when a logit is not finite: reference path)
+    c_abs = torch.maximum(c.view(n, -1).amax(1), -c.view(n, -1).amin(1))
+    f_abs = torch.maximum(f.view(n, -1).amax(1), -f.view(n, -1).amin(1))
+    margin = _REL_MARGIN * torch.stack([c_abs, f_abs]) + _ABS_MARGIN
+    c_margin, f_margin = margin.unbind(0)
+    code, fg_safe, fine_safe, best, d = _classify(c, f, c_margin, f_margin)
+    mixed = code == _MIXED
+    use = torch.isfinite(margin).all(0) & (mixed.view(n, -1).sum(1) <= _MAX_MIXED_FRACTION * plane)
+    use_list = use.tolist()
+    if not any(use_list):
+        return {}
+
+    specs = []  # rows of instance j: axis 2j, columns: axis 2j + 1
+    for p in places:
+        specs += [(Sh, p.h, p.cy0 - p.y, p.cy1 - p.cy0), (Sw, p.w, p.cx0 - p.x, p.cx1 - p.cx0)]
+    ax = _Axes(specs)
+
+    # Decided pixels: cell codes expanded to the box (rows by index_select, columns by a gather
+    # with a broadcast index: both far cheaper than a per-pixel gather), into one buffer for all
+    # instances with a spare last element that absorbs the writes of the blocks' padding slots.
+    sizes = [(p.cy1 - p.cy0) * (p.cx1 - p.cx0) for p in places]
+    offsets = [0]
+    for size in sizes:
+        offsets.append(offsets[-1] + size)
+    buf = torch.empty(offsets[-1] + 1, dtype=torch.uint8)
+    out = {}
+    for j, p in enumerate(places):
+        if use_list[j]:
+            hh, ww = p.cy1 - p.cy0, p.cx1 - p.cx0
+            rows = code[j].index_select(0, ax.part(2 * j, ax.i0))
+            view = buf[offsets[j]:offsets[j + 1]].view(hh, ww)
+            out[p] = torch.gather(rows, 1, ax.part(2 * j + 1, ax.i0).expand(hh, ww), out=view)
+
+    if not all(use_list):
+        mixed &= use[:, None, None]
+    cell = mixed.view(-1).nonzero().squeeze(1)
+    if cell.numel() == 0:
+        return out
+
+    # Fine candidates of the cells whose channel is undecided: the channels that can still win
+    # somewhere in the cell. Done per cell before the blocks are built, so that cells can be ordered by kind (fine-safe,
+    # 2 candidates, more) and each kind is a contiguous range of blocks (slices, not gathers).
+    inst = torch.div(cell, plane, rounding_mode="floor")
+    rc = cell - inst * plane
+    r = torch.div(rc, Sw, rounding_mode="floor")
+    cc = rc - r * Sw
+    down = torch.where(r < Sh - 1, Sw, 0)
+    right = torch.where(cc < Sw - 1, 1, 0)
+    corner = torch.stack([cell, cell + right, cell + down, cell + down + right])  # [4, M] sample ids
+    undecided = (~fine_safe.view(-1).index_select(0, cell)).nonzero().squeeze(1)
+    n_safe = cell.numel() - undecided.numel()
+    n_two = 0
+    if undecided.numel():
+        f_cl = f.permute(0, 2, 3, 1).reshape(n * plane, n_fine)  # row gathers of all channels
+        corners = f_cl.index_select(0, corner.index_select(1, undecided).t().reshape(-1)).view(-1, 4, n_fine)
+        x = corners.unbind(1)
+        lo = torch.minimum(torch.minimum(x[0], x[1]), torch.minimum(x[2], x[3]))
+        # Channel k cannot win anywhere in the cell when some channel j beats it by more than the
+        # margin at all 4 corners (bilinear weights are convex). Tested against j = the channel
+        # with the best minimum, this also drops every k whose max is below that minimum.
+        top = corners.gather(2, lo.argmax(1)[:, None, None].expand(-1, 4, 1))  # [U, 4, 1]
+        lead = (top - corners).unbind(1)
+        lead = torch.minimum(torch.minimum(lead[0], lead[1]), torch.minimum(lead[2], lead[3]))  # [U, C]
+        u_margin = f_margin.index_select(0, inst.index_select(0, undecided))
+        possible = lead <= u_margin[:, None]  # [U, C]
+        n_cand = possible.sum(1)
+        by_kind = torch.argsort((n_cand != 2).to(torch.uint8), stable=True)  # 2 candidates first
+        n_two = int((n_cand == 2).sum())
+        corners, lead, u_margin, possible, n_cand = (t.index_select(0, by_kind) for t in (corners, lead, u_margin, possible, n_cand))
+        order = torch.cat([(fine_safe.view(-1).index_select(0, cell)).nonzero().squeeze(1),
+                           undecided.index_select(0, by_kind)])
+        cell, inst, r, cc, corner = (t.index_select(-1, order) for t in (cell, inst, r, cc, corner))
+
+    blk = _Blocks(cell, inst, r, cc, ax)
+    if len(blk) == 0:
+        return out
+    k_cols = blk.k_cols
+    slots, n_blocks = blk.valid.shape
+    b_corner = corner.index_select(1, blk.src)
+    exact_requests = []  # (is_coarse, slot, block, corners [P, 4, k], candidates, ok)
+
+    # Coarse: fg where the cell is fg-safe, else the sign of the plain bilinear fg - bg difference
+    # (a linear function: its value is the difference of the channels' values up to rounding);
+    # exact where that is within the margin of 0. Computed for every block (no subset gathers).
+    cell_fg = fg_safe.view(-1).index_select(0, blk.cell)
+    diff = _blend(d.view(-1).index_select(0, b_corner.view(-1)).view(4, n_blocks), blk.w4)  # [S, B]
+    fg = cell_fg | (diff > 0)
+    b_margin = c_margin.index_select(0, blk.inst)
+    slot, m = (~cell_fg & (diff.abs() <= b_margin) & blk.valid).nonzero().unbind(1)
+    if m.numel():
+        c_cl = c.permute(0, 2, 3, 1).reshape(n * plane, 2)
+        tab = c_cl.index_select(0, b_corner.index_select(1, m).t().reshape(-1)).view(-1, 4, 2)
+        cand = torch.tensor([0, 1]).expand(m.numel(), 2)
+        exact_requests.append((True, slot, m, tab, cand, torch.ones(cand.shape, dtype=torch.bool)))
+
+    # Fine: the cell's channel where fine-safe, else the winner among the cell's candidates, exact
+    # on near-ties. Cells with 2 candidates (most) use the sign of their difference.
+    labels = best.view(-1).index_select(0, blk.cell).expand(slots, n_blocks).contiguous()
+    lo_b, two_b = torch.searchsorted(blk.src, torch.tensor([n_safe, n_safe + n_two])).tolist()
+    for is_two, first, last in ((True, lo_b, two_b), (False, two_b, n_blocks)):
+        if last <= first:
             continue
-        rows = cells.row.index_select(0, cell.index_select(0, sel))
-        cand, valid = cand_t.index_select(0, rows), valid_t.index_select(0, rows)
-        w_sel = [w.index_select(0, sel)[:, None] for w in wts]
-        vals = torch.where(valid, _bilerp_table(table_t.index_select(0, rows), *w_sel), -_INF)
-        top, arg = vals.max(1)
-        second = vals.scatter(1, arg[:, None], -_INF).amax(1)
-        winner = cand.gather(1, arg[:, None])[:, 0]
-        close = ((top - second) <= cells.f_margin).nonzero(as_tuple=True)[0]
-        if close.numel():
-            ci = sel.index_select(0, close)
-            c_cand, c_valid = cand.index_select(0, close), valid.index_select(0, close)
-            off = c_cand * plane
-            cargs = tuple(p.index_select(0, ci)[:, None] + off for p in pts)
-            cargs += tuple(w.index_select(0, ci)[:, None] for w in wts)
-            exact = torch.where(c_valid, _bilinear_points(fflat, *cargs), -_INF)
-            vmax = exact.amax(1, keepdim=True)
-            # argmax with ties to the lowest channel index, like torch.argmax over all channels
-            winner[close] = torch.where((exact == vmax) & c_valid, c_cand, 1 << 30).amin(1)
-        result[sel] = winner.to(torch.uint8)
-    return result
+        row = blk.src[first:last] - n_safe  # the blocks' rows in the candidate tables
+        w4 = blk.w4[:, :, first:last]
+        g_margin = u_margin.index_select(0, row)
+        # candidate tables per cell ([cells, ...]), then looked up per block by its cell's row
+        if is_two:
+            cand_c = possible[:n_two].nonzero()[:, 1].view(-1, 2)
+            ok_c = torch.ones(cand_c.shape, dtype=torch.bool)
+            tab_c = corners[:n_two].gather(2, cand_c[:, None, :].expand(-1, 4, -1))  # [cells, 4, 2]
+            delta = _blend((tab_c[:, :, 0] - tab_c[:, :, 1]).index_select(0, row).t(), w4)  # [S, G]
+            cand = cand_c.index_select(0, row)
+            win = torch.where(delta > 0, cand[:, 0], cand[:, 1])
+            near_tie = delta.abs() <= g_margin
+        else:
+            row = row - n_two
+            k = int(n_cand[n_two:].max())
+            top = torch.where(possible[n_two:], -lead[n_two:], -_INF).topk(k, dim=1)
+            cand_c, ok_c = top.indices, top.values > -_INF
+            tab_c = corners[n_two:].gather(2, cand_c[:, None, :].expand(-1, 4, -1))  # [cells, 4, k]
+            cand, ok = cand_c.index_select(0, row), ok_c.index_select(0, row)
+            tab = torch.where(ok_c[:, None, :], tab_c, 0.0).index_select(0, row)
+            vals = _blend(tab.permute(1, 2, 0), w4)  # [k, S, G]
+            vals = torch.where(ok.t()[:, None, :], vals, -_INF).unbind(0)
+            # winner: the candidate at the top; near-tie: another one within the margin
+            reach = _max_chain(vals) - g_margin
+            win = torch.full(reach.shape, -1, dtype=torch.long)
+            n_reach = torch.zeros(reach.shape, dtype=torch.long)
+            for i, v in enumerate(vals):
+                in_reach = v >= reach
+                n_reach += in_reach
+                win = torch.where(in_reach, cand[:, i], win)
+            near_tie = n_reach > 1
+        labels[:, first:last] = win
+        slot, gi = (near_tie & blk.valid[:, first:last]).nonzero().unbind(1)
+        if gi.numel():
+            rows = row[gi]
+            exact_requests.append((False, slot, gi + first, tab_c[rows], cand_c[rows], ok_c[rows]))
+
+    if exact_requests:  # one exact evaluation for all near-ties (coarse ones have candidates 0, 1)
+        k = max(req[3].shape[2] for req in exact_requests)
+        extra = [k - req[3].shape[2] for req in exact_requests]
+        slot, m = (torch.cat([req[i] for req in exact_requests]) for i in (1, 2))
+        tab, cand, ok = (torch.cat([F.pad(req[i], (0, e)) for req, e in zip(exact_requests, extra)]) for i in (3, 4, 5))
+        a = torch.div(slot, k_cols, rounding_mode="floor")
+        win = _exact_winners(tab, cand, ok, blk.wx[:, slot - a * k_cols, m].t(), blk.wy[:, a, m].t())
+        n_coarse = sum(req[1].numel() for req in exact_requests if req[0])
+        if n_coarse:
+            fg[slot[:n_coarse], m[:n_coarse]] = win[:n_coarse] == 1
+        if n_coarse < m.numel():
+            labels[slot[n_coarse:], m[n_coarse:]] = win[n_coarse:].to(torch.uint8)
+    labels = torch.where(fg, labels, 0)
+
+    # scatter the blocks into the buffer (padding slots go to the spare element): an output pixel's
+    # buffer index is (row element's base) + (column element's base)
+    base = torch.tensor([[p.cx1 - p.cx0, offsets[j] - ax.begin[2 * j] * (p.cx1 - p.cx0), 1, -ax.begin[2 * j + 1]]
+                         for j, p in enumerate(places)]).view(-1, 2)[ax.axis]  # [elements, (mult, add)]
+    base = torch.arange(ax.i0.numel()) * base[:, 0] + base[:, 1]
+    target = base[blk.row_el][:, None, :] + base[blk.col_el][None, :, :]
+    target = torch.where(blk.valid, target.view(slots, n_blocks), offsets[-1])
+    buf.scatter_(0, target.view(-1), labels.view(-1))
+    return out
 
 
-def _paint_instance_fast(sub: torch.Tensor, open_mask, coarse: torch.Tensor, fine: torch.Tensor,
-                         h: int, w: int, oy: int, ox: int, c_margin: float, f_margin: float) -> None:
-    """Paint one instance into ``sub`` (a canvas view of the clipped box, offset oy, ox in the box)."""
-    hh, ww = sub.shape
-    Sh, Sw = coarse.shape[-2:]
-    cells = _InstanceCells(coarse, fine, c_margin, f_margin)
-    if cells.too_mixed:
-        _paint_instance_reference(sub, open_mask, coarse, fine, h, w, oy, ox)
-        return
-    r0, r1, wy0, wy1 = _axis_taps(Sh, h, torch.arange(oy, oy + hh))
-    c0, c1, wx0, wx1 = _axis_taps(Sw, w, torch.arange(ox, ox + ww))
-    labels = cells.code.index_select(0, r0).index_select(1, c0)  # [hh, ww] uint8
-    need = labels == _MIXED
-    if open_mask is not None:
-        need &= open_mask
-    flat = need.view(-1).nonzero(as_tuple=True)[0]
-    if flat.numel():
-        py = torch.div(flat, ww, rounding_mode="floor")
-        px = flat - py * ww
-        rows = [t.index_select(0, py) for t in (r0, r1)]
-        cols = [t.index_select(0, px) for t in (c0, c1)]
-        labels.view(-1)[flat] = _mixed_pixel_labels(cells, rows[0], rows[1], cols[0], cols[1],
-                                                    wy0.index_select(0, py), wy1.index_select(0, py),
-                                                    wx0.index_select(0, px), wx1.index_select(0, px))
-    # (pixels of mixed cells that are not open keep code 255; they are masked below)
-    if open_mask is None:
-        sub.copy_(labels)
-    else:
-        sub.copy_(torch.where(open_mask, labels, sub))
-
-
-def _paint_instance_reference(sub: torch.Tensor, open_mask, coarse, fine, h, w, oy, ox) -> None:
-    labels = instance_labels_reference(coarse, fine, h, w)[oy:oy + sub.shape[0], ox:ox + sub.shape[1]]
-    if open_mask is None:
-        sub.copy_(labels)
-    else:
-        sub.copy_(torch.where(open_mask, labels, sub))
+def _instance_labels_fallback(coarse: torch.Tensor, fine: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """The reference's labels of one instance (F.interpolate of all channels to the whole box), with
+    a faster argmax for finite logits: torch.argmax over the channel dimension runs a slow
+    strided kernel on CPU (~4x the time of this amax + compare + amin form, same result: the
+    first maximal index). Non-finite logits (argmax's NaN handling) use the reference as is."""
+    if not bool(torch.isfinite(coarse).all() and torch.isfinite(fine).all()):
+        return instance_labels_reference(coarse, fine, h, w)
+    c = _interpolate_reference(coarse.float(), h, w)
+    f = _interpolate_reference(fine.float(), h, w)
+    marks = torch.ge(f, f.amax(0), out=torch.empty_like(f))  # 1.0 at the maxima
+    index = torch.arange(f.shape[0], dtype=torch.float32)[:, None, None]
+    first = torch.addcmul(index + f.shape[0], marks, torch.full_like(index, -float(f.shape[0]))).amin(0)
+    return torch.where(c[1] > c[0], first, 0.0).to(torch.uint8)  # fg iff coarse argmax is 1
 
 
 def _uses_generic_kernel(x: torch.Tensor, h: int, w: int) -> bool:
@@ -374,40 +541,56 @@ def _uses_generic_kernel(x: torch.Tensor, h: int, w: int) -> bool:
     return not vectorized
 
 
+class _Place:
+    """One instance's integer box and its intersection with the canvas."""
+
+    __slots__ = ("i", "x", "y", "w", "h", "cx0", "cy0", "cx1", "cy1")
+
+    def __init__(self, i, x, y, w, h, cx0, cy0, cx1, cy1):
+        self.i, self.x, self.y, self.w, self.h = i, x, y, w, h
+        self.cx0, self.cy0, self.cx1, self.cy1 = cx0, cy0, cx1, cy1
+
+
+def _boxes_xywh_int(boxes_xyxy: torch.Tensor) -> list[tuple[int, int, int, int]]:
+    """:func:`kernels.reference.box_xywh_int` of every box, in three tensor ops (tested equal)."""
+    b = boxes_xyxy.detach().to(device="cpu", dtype=torch.float32)
+    wh = b[:, 2:] - b[:, :2]  # float32 subtraction, as the reference
+    return [(int(x0), int(y0), int(w), int(h)) for (x0, y0), (w, h) in zip(b[:, :2].tolist(), wh.tolist())]
+
+
 def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
                       height: int, width: int) -> torch.Tensor:
     """uint8 [height, width] part labels, bit-exact with ``render_labels_reference`` (CPU tensor)."""
     canvas = torch.zeros((height, width), dtype=torch.uint8)
-    n = boxes_xyxy.shape[0]
-    if n == 0:
-        return canvas
-    boxes = boxes_xyxy.detach().cpu()
-    fast_ok = emulation_matches_torch()
-    painted_any = False
-    for i in range(n - 1, -1, -1):
-        x, y, w, h = box_xywh_int(boxes[i])
+    places = []
+    for i, (x, y, w, h) in enumerate(_boxes_xywh_int(boxes_xyxy)):
         if w <= 0 or h <= 0:
             continue
         cx0, cy0 = max(x, 0), max(y, 0)
         cx1, cy1 = min(x + w, width), min(y + h, height)
         if cx1 <= cx0 or cy1 <= cy0:
             continue
-        sub = canvas[cy0:cy1, cx0:cx1]
-        open_mask = None
-        if painted_any:
-            open_mask = sub == 0
-            if not bool(open_mask.any()):
-                continue
-        coarse = coarse_segm[i].detach().cpu()
-        fine = fine_segm[i].detach().cpu()
-        coarse_f, fine_f = coarse.float(), fine.float()
-        use_fast = fast_ok and _uses_generic_kernel(coarse_f, h, w) and _uses_generic_kernel(fine_f, h, w)
-        if use_fast:
-            c_margin, f_margin = _margin(coarse_f), _margin(fine_f)
-            use_fast = math.isfinite(c_margin) and math.isfinite(f_margin)  # NaN/inf: reference path
-        if use_fast:
-            _paint_instance_fast(sub, open_mask, coarse_f, fine_f, h, w, cy0 - y, cx0 - x, c_margin, f_margin)
-        else:
-            _paint_instance_reference(sub, open_mask, coarse, fine, h, w, cy0 - y, cx0 - x)
-        painted_any = True
+        places.append(_Place(i, x, y, w, h, cx0, cy0, cx1, cy1))
+    if not places:
+        return canvas
+    coarse = coarse_segm.detach().cpu().float()
+    fine = fine_segm.detach().cpu().float()
+    fast = []
+    if emulation_matches_torch(fine.shape[1]):
+        fast = [p for p in places
+                if _uses_generic_kernel(coarse[p.i], p.h, p.w) and _uses_generic_kernel(fine[p.i], p.h, p.w)]
+    rendered = _render_fast(fast, coarse, fine) if fast else {}
+    painted = []  # canvas rectangles written so far
+    for p in places:  # in order: later instances overwrite where their label > 0
+        labels = rendered.get(p)
+        if labels is None:
+            labels = _instance_labels_fallback(coarse[p.i], fine[p.i], p.h, p.w)[
+                p.cy0 - p.y:p.cy1 - p.y, p.cx0 - p.x:p.cx1 - p.x]
+        for qx0, qy0, qx1, qy1 in painted:  # where this one is 0, keep what is below
+            ix0, iy0, ix1, iy1 = max(qx0, p.cx0), max(qy0, p.cy0), min(qx1, p.cx1), min(qy1, p.cy1)
+            if ix0 < ix1 and iy0 < iy1:
+                part = labels[iy0 - p.cy0:iy1 - p.cy0, ix0 - p.cx0:ix1 - p.cx0]
+                part.copy_(torch.where(part > 0, part, canvas[iy0:iy1, ix0:ix1]))
+        canvas[p.cy0:p.cy1, p.cx0:p.cx1] = labels
+        painted.append((p.cx0, p.cy0, p.cx1, p.cy1))
     return canvas

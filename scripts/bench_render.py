@@ -4,10 +4,14 @@ One 512x910 canvas, 3 people covering ~60% of it, S = 112. "smooth" logits are u
 low-frequency random fields (labels form blobs, like real DensePose output); "noisy" logits are
 per-sample Gaussian noise (worst case for the cell shortcut). Reports the median and the best of
 several runs, in ms per frame (the machine may be shared: the best is the less noisy number).
+"cpu+lut" is the CPU hint path (labels, then the 25-entry colour table to uint8 RGB).
+
+    python scripts/bench_render.py [--threads N]
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import time
@@ -18,7 +22,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from kernels import hint_lut  # noqa: E402
 from kernels.reference import render_labels_reference  # noqa: E402
+from kernels.render import render_hint  # noqa: E402
 from kernels.render_cpu import render_labels_cpu  # noqa: E402
 
 H, W, S = 512, 910, 112
@@ -49,9 +55,18 @@ def bench(fn, args, repeats):
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    if parser.parse_args().threads:
+        torch.set_num_threads(parser.parse_args().threads)
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    backends = [("reference", render_labels_reference, 5), ("cpu", render_labels_cpu, 25)]
+    lut = hint_lut("viridis")
+
+    def cpu_hint(b, c, f, h, w):
+        return render_hint(b, c, f, h, w, lut, backend="cpu")
+
+    backends = [("reference", render_labels_reference, 5), ("cpu", render_labels_cpu, 25), ("cpu+lut", cpu_hint, 25)]
     cuda = torch.cuda.is_available()
     if cuda:
         try:
@@ -80,7 +95,8 @@ def main() -> None:
             median, best = bench(fn, args, repeats)
             ref_median = ref_median or median
             out = fn(*args).cpu()
-            exact = "yes" if torch.equal(out, expected) else f"{float((out == expected).float().mean()):.5%}"
+            want = lut[expected.long()] if name == "cpu+lut" else expected
+            exact = "yes" if torch.equal(out, want) else f"{float((out == want).float().mean()):.5%}"
             print(f"{kind:<8} {name:<14} {median:>10.2f} {best:>9.2f} {ref_median / median:>9.1f} "
                   f"{coverage:>9.1%} {exact:>6}")
 
