@@ -308,6 +308,31 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
     then framing, then the colormap) before its one device-to-host copy; without them it renders
     the coloured hint directly (the fused path).
     """
+    with _compute_threads(estimator.device):
+        return _encode_video(input_path, output_path, estimator, progress, info, config)
+
+
+# torch threads for the compute stage on the CPU. Measured (scripts/bench.py, dance clip, 2 cores):
+# with 2 intra-op threads the model and render fight the decode thread and x264 for the cores
+# (0.71x the I/O floor); with 1 the stages overlap instead (0.94x) and total CPU time drops a third.
+CPU_COMPUTE_THREADS = 1
+
+
+@contextlib.contextmanager
+def _compute_threads(device: torch.device):
+    """Run torch single-threaded on the CPU for one encode, then restore the caller's setting."""
+    if device.type != "cpu":
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(CPU_COMPUTE_THREADS, previous))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _encode_video(input_path, output_path, estimator: DensePoseEstimator, progress, info, config) -> EncodeResult:
     config = config if config is not None else estimator.config
     input_path = Path(input_path)
     info = info if info is not None else probe_video(input_path)
