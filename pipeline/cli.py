@@ -330,24 +330,6 @@ def presets() -> None:
     click.echo(f"(from {presets_dir()})")
 
 
-@main.command()
-def presets() -> None:
-    """List the named presets (configs/*.toml) for `densevid encode --preset NAME`."""
-    from ._presets import describe, list_presets, load_config_file, presets_dir
-
-    found = list_presets()
-    if not found:
-        _fail("no presets found (looked for configs/*.toml beside the package and in the package data)")
-    for name, path in found.items():
-        try:
-            settings = load_config_file(path)
-        except DensevidError as error:
-            click.echo(f"{name}: invalid: {error}")
-            continue
-        click.echo(f"{name}: {settings.get('description', '')}")
-        click.echo(f"    {describe(settings)}")
-    click.echo(f"(from {presets_dir()})")
-
 
 if __name__ == "__main__":  # pragma: no cover
     main()
