@@ -67,6 +67,16 @@ def _one_line(err: BaseException) -> str:
     return text[0] if text else type(err).__name__
 
 
+def check_output_dir(directory: Path) -> None:
+    """The one check of the directory an output goes into: it exists, is a directory, is writable."""
+    if not directory.exists():
+        raise OutputError(f"output directory {directory} does not exist")
+    if not directory.is_dir():
+        raise OutputError(f"output directory {directory} does not exist: a file is in its place, not a directory")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"output directory {directory} is not writable")
+
+
 def _prepare_target(path: Path, overwrite: bool) -> Path:
     """Check the output path and create the (empty, exclusive) temporary file; return its path."""
     if path.is_dir():
@@ -74,12 +84,7 @@ def _prepare_target(path: Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise OutputError(f"output exists: {path} (use --overwrite to replace it)")
     parent = path.parent
-    if not parent.exists():
-        raise OutputError(f"output directory does not exist: {parent}")
-    if not parent.is_dir():
-        raise OutputError(f"output directory is not a directory: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory is not writable: {parent}")
+    check_output_dir(parent)
     for _ in range(10):
         tmp = parent / f".{path.stem}.{secrets.token_hex(4)}.partial{path.suffix}"
         try:

@@ -24,7 +24,6 @@ removes its temporary file.
 from __future__ import annotations
 
 import contextlib
-import os
 import queue
 import threading
 import time
@@ -38,7 +37,7 @@ import torch
 from ._api import DensePoseEstimator
 from ._config import EncodeConfig
 from ._decode import VideoInfo, iter_frame_batches, probe_video
-from ._encode import VideoWriter, default_output_path, write_png
+from ._encode import VideoWriter, check_output_dir, default_output_path, write_png
 from ._errors import ConfigError, OutputError
 from ._fps import resample
 from ._framing import FramePlan, plan_framing
@@ -207,10 +206,7 @@ def resolve_output_path(input_path: Path, output_path: Path | None, info: VideoI
         raise OutputError(f"output {out} is the input file; choose another output path")
     if out.exists() and not overwrite:
         raise OutputError(f"output {out} already exists; pass --overwrite to replace it")
-    if not out.parent.is_dir():
-        raise OutputError(f"output directory {out.parent} does not exist")
-    if not os.access(out.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {out.parent} is not writable")
+    check_output_dir(out.parent)
     return out
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._encode import _commit, _one_line, _prepare_target, _remove, png_bytes
+from ._encode import _commit, _one_line, _prepare_target, _remove, check_output_dir, png_bytes
 from ._errors import OutputError
 
 PNG_DIGITS = 6
@@ -37,10 +37,7 @@ def check_dir_target(path: Path, overwrite: bool) -> None:
         raise OutputError(f"frames directory {path} exists and is not a directory")
     if path.exists() and not overwrite:
         raise OutputError(f"frames directory {path} already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"output directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {path.parent} is not writable")
+    check_output_dir(path.parent)
 
 
 def check_file_target(path: Path, overwrite: bool, suffixes: tuple[str, ...], what: str) -> None:
@@ -51,10 +48,7 @@ def check_file_target(path: Path, overwrite: bool, suffixes: tuple[str, ...], wh
         raise OutputError(f"{what} path is a directory: {path}")
     if path.exists() and not overwrite:
         raise OutputError(f"output {path} already exists; pass --overwrite to replace it")
-    if not path.parent.is_dir():
-        raise OutputError(f"output directory {path.parent} does not exist")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output directory {path.parent} is not writable")
+    check_output_dir(path.parent)
 
 
 class FramesDirWriter:
