@@ -137,7 +137,27 @@ def _as_uint8_array(frames) -> np.ndarray:
     return arr
 
 
-class VideoWriter:
+class AtomicOutput:
+    """The writers' shared protocol: ``close()`` renames the finished output into place,
+    ``abort()`` removes what was written; as a context manager, success closes and an exception aborts."""
+
+    def close(self) -> Path:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def abort(self) -> None:  # pragma: no cover - every writer defines it
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class VideoWriter(AtomicOutput):
     """Context manager writing RGB frames with their input timestamps.
 
     Default: H.264 (libx264, crf 18) yuv420p in MP4 with ``+faststart`` (browser-playable).
@@ -273,15 +293,6 @@ class VideoWriter:
     @property
     def temp_path(self) -> Path:
         return self._tmp
-
-    def __enter__(self) -> "VideoWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
     def __del__(self) -> None:  # never leave a .partial file behind
         if not getattr(self, "_closed", True):

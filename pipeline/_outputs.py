@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._encode import _commit, _one_line, _prepare_target, _remove, check_output_dir, png_bytes
+from ._encode import AtomicOutput, _commit, _one_line, _prepare_target, _remove, check_output_dir, png_bytes
 from ._errors import OutputError
 
 PNG_DIGITS = 6
@@ -51,7 +51,7 @@ def check_file_target(path: Path, overwrite: bool, suffixes: tuple[str, ...], wh
     check_output_dir(path.parent)
 
 
-class FramesDirWriter:
+class FramesDirWriter(AtomicOutput):
     """Numbered lossless RGB PNGs ``000000.png``, ``000001.png`` ... in a directory, written atomically."""
 
     def __init__(self, path: str | os.PathLike, overwrite: bool = False) -> None:
@@ -105,17 +105,9 @@ class FramesDirWriter:
         self._closed = True
         shutil.rmtree(self._tmp, ignore_errors=True)
 
-    def __enter__(self) -> "FramesDirWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
-class IuvWriter:
+class IuvWriter(AtomicOutput):
     """Streams I, U, V frames to raw temporary files; ``close`` assembles the compressed .npz atomically."""
 
     def __init__(self, path: str | os.PathLike, height: int, width: int, overwrite: bool = False) -> None:
@@ -190,11 +182,3 @@ class IuvWriter:
         shutil.rmtree(self._parts, ignore_errors=True)
         _remove(self._tmp)
 
-    def __enter__(self) -> "IuvWriter":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
