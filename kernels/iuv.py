@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import box_xywh_int, instance_labels_reference
+from .reference import box_xywh_int, instance_labels_reference, visible_box
 
 
 def render_iuv_reference(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, width: int):
@@ -32,17 +32,15 @@ def render_iuv_reference(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, 
     vv = torch.zeros((height, width), dtype=torch.float32)
     for i in range(boxes_xyxy.shape[0]):
         x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        if w <= 0 or h <= 0:
+        visible = visible_box(x, y, w, h, height, width)
+        if visible is None:
             continue
+        cx0, cy0, cx1, cy1 = visible
         inst = instance_labels_reference(coarse_segm[i].cpu(), fine_segm[i].cpu(), h, w)
         idx = inst.long()[None]
         u_box = F.interpolate(u[i][None].cpu().float(), size=(h, w), mode="bilinear", align_corners=False)[0]
         v_box = F.interpolate(v[i][None].cpu().float(), size=(h, w), mode="bilinear", align_corners=False)[0]
         u_sel, v_sel = u_box.gather(0, idx)[0], v_box.gather(0, idx)[0]
-        cx0, cy0 = max(x, 0), max(y, 0)
-        cx1, cy1 = min(x + w, width), min(y + h, height)
-        if cx1 <= cx0 or cy1 <= cy0:
-            continue
         sl = (slice(cy0 - y, cy1 - y), slice(cx0 - x, cx1 - x))
         paint = inst[sl] > 0
         labels[cy0:cy1, cx0:cx1] = torch.where(paint, inst[sl], labels[cy0:cy1, cx0:cx1])
@@ -77,12 +75,10 @@ def render_iuv(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, width: int
     s_h, s_w = u.shape[2], u.shape[3]
     for i in range(n):
         x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        if w <= 0 or h <= 0:
+        visible = visible_box(x, y, w, h, height, width)
+        if visible is None:
             continue
-        cx0, cy0 = max(x, 0), max(y, 0)
-        cx1, cy1 = min(x + w, width), min(y + h, height)
-        if cx1 <= cx0 or cy1 <= cy0:
-            continue
+        cx0, cy0, cx1, cy1 = visible
         inst = render_labels(boxes_xyxy[i:i + 1], coarse_segm[i:i + 1], fine_segm[i:i + 1], height, width,
                              backend=backend)[cy0:cy1, cx0:cx1]
         paint = inst > 0

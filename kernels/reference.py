@@ -19,6 +19,18 @@ def box_xywh_int(box_xyxy: torch.Tensor) -> tuple[int, int, int, int]:
     return int(x0), int(y0), int(w), int(h)
 
 
+def visible_box(x: int, y: int, w: int, h: int, height: int, width: int) -> tuple[int, int, int, int] | None:
+    """The part (cx0, cy0, cx1, cy1) of the integer box x, y, w, h inside a height x width canvas;
+    None when the box is empty or entirely outside."""
+    if w <= 0 or h <= 0:
+        return None
+    cx0, cy0 = max(x, 0), max(y, 0)
+    cx1, cy1 = min(x + w, width), min(y + h, height)
+    if cx1 <= cx0 or cy1 <= cy0:
+        return None
+    return cx0, cy0, cx1, cy1
+
+
 def instance_labels_reference(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Part labels (uint8 [h, w]) of one instance resampled to its box: argmax fine where argmax coarse > 0."""
     coarse = F.interpolate(coarse_segm[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -36,14 +48,11 @@ def render_labels_reference(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor,
     canvas = torch.zeros((height, width), dtype=torch.uint8)
     for i in range(boxes_xyxy.shape[0]):
         x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        if w <= 0 or h <= 0:
+        visible = visible_box(x, y, w, h, height, width)
+        if visible is None:
             continue
+        cx0, cy0, cx1, cy1 = visible
         labels = instance_labels_reference(coarse_segm[i].cpu(), fine_segm[i].cpu(), h, w)
-        # intersect the box with the canvas
-        cx0, cy0 = max(x, 0), max(y, 0)
-        cx1, cy1 = min(x + w, width), min(y + h, height)
-        if cx1 <= cx0 or cy1 <= cy0:
-            continue
         patch = labels[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
         target = canvas[cy0:cy1, cx0:cx1]
         canvas[cy0:cy1, cx0:cx1] = torch.where(patch > 0, patch, target)

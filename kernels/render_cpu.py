@@ -55,7 +55,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from .reference import instance_labels_reference
+from .reference import instance_labels_reference, visible_box
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
 _ABS_MARGIN = 1e-30  # covers underflow to subnormals/zero in products
@@ -564,13 +564,9 @@ def render_labels_cpu(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_
     canvas = torch.zeros((height, width), dtype=torch.uint8)
     places = []
     for i, (x, y, w, h) in enumerate(_boxes_xywh_int(boxes_xyxy)):
-        if w <= 0 or h <= 0:
-            continue
-        cx0, cy0 = max(x, 0), max(y, 0)
-        cx1, cy1 = min(x + w, width), min(y + h, height)
-        if cx1 <= cx0 or cy1 <= cy0:
-            continue
-        places.append(_Place(i, x, y, w, h, cx0, cy0, cx1, cy1))
+        visible = visible_box(x, y, w, h, height, width)
+        if visible is not None:
+            places.append(_Place(i, x, y, w, h, *visible))
     if not places:
         return canvas
     coarse = coarse_segm.detach().cpu().float()
