@@ -126,15 +126,20 @@ def test_cpu_foreground_with_fine_background_shows_earlier_instance():
     assert (expected == 9).sum() > 0 and (expected == 2).sum() > 0
 
 
-def test_cpu_near_ties():
-    # logits equal up to a few ulps: the exact (emulated) path must decide like F.interpolate
+def near_tie_case():
+    """Logits equal up to a few ulps: (boxes, coarse, fine, height, width)."""
     gen = torch.Generator().manual_seed(11)
     n, s = 3, 32
     base = torch.randn(n, 1, s, s, generator=gen)
     fine = base.repeat(1, 25, 1, 1) + torch.randint(-2, 3, (n, 25, s, s), generator=gen) * 1e-7
     coarse = torch.cat([base, base + torch.randint(-1, 2, (n, 1, s, s), generator=gen) * 1e-7], 1)
     boxes = torch.tensor([[0.0, 0.0, 200.0, 150.0], [30.0, 20.0, 180.0, 140.0], [5.0, 50.0, 120.0, 149.0]])
-    check_cpu(boxes, coarse, fine, 150, 200)
+    return boxes, coarse, fine, 150, 200
+
+
+def test_cpu_near_ties():
+    # the exact (emulated) path must decide near-ties like F.interpolate
+    check_cpu(*near_tie_case())
 
 
 def test_cpu_float16_input():

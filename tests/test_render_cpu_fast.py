@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from helpers import assert_exact
-from test_kernels import check_cpu, make_case
+from test_kernels import check_cpu, make_case, near_tie_case
 
 from kernels import render_cpu
 from kernels.reference import box_xywh_int, render_labels_reference
@@ -86,13 +86,7 @@ def test_fast_parity_noisy_logits(fast_only, seed, n, s, h, w):
 
 
 def test_fast_parity_near_ties(fast_only):
-    gen = torch.Generator().manual_seed(11)
-    n, s = 3, 32
-    base = torch.randn(n, 1, s, s, generator=gen)
-    fine = base.repeat(1, 25, 1, 1) + torch.randint(-2, 3, (n, 25, s, s), generator=gen) * 1e-7
-    coarse = torch.cat([base, base + torch.randint(-1, 2, (n, 1, s, s), generator=gen) * 1e-7], 1)
-    boxes = torch.tensor([[0.0, 0.0, 200.0, 150.0], [30.0, 20.0, 180.0, 140.0], [5.0, 50.0, 120.0, 149.0]])
-    check_cpu(boxes, coarse, fine, 150, 200)
+    check_cpu(*near_tie_case())
 
 
 def test_fast_parity_exact_ties_and_constant_logits(fast_only):
