@@ -13,6 +13,8 @@ import click
 from ._config import (CMAP_CHOICES, FIT_CHOICES, MAX_BATCH_SIZE, MAX_RESOLUTION, MAX_SIZE, MAX_SMOOTH, MIN_RESOLUTION,
                       MIN_SIZE, EncodeConfig)
 from ._errors import DensevidError, UsageError
+from ._fps import parse_fps
+from ._framing import parse_crop_box
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -63,26 +65,16 @@ def _even_size(ctx, param, value):
     return value
 
 
-def _crop_box_option(ctx, param, value):
-    from ._framing import parse_crop_box
-
-    if value is None:
-        return None
-    try:
-        return parse_crop_box(value)
-    except DensevidError as error:
-        raise click.BadParameter(str(error)) from None
-
-
-def _fps_option(ctx, param, value):
-    from ._fps import parse_fps
-
-    if value is None:
-        return None
-    try:
-        return parse_fps(value)
-    except DensevidError as error:
-        raise click.BadParameter(str(error)) from None
+def _parsed_with(parse):
+    """A click callback running ``parse`` on a given value, its DensevidError shown as a bad parameter."""
+    def callback(ctx, param, value):
+        if value is None:
+            return None
+        try:
+            return parse(value)
+        except DensevidError as error:
+            raise click.BadParameter(str(error)) from None
+    return callback
 
 
 def _odd_smooth(ctx, param, value):
@@ -104,9 +96,9 @@ OUTPUT_OPTIONS = [
                       "cut from the SOURCE before detection, so the model sees the person at SIZE. pad: the model "
                       "sees the whole frame (long side SIZE); the hint is centred on the background colour. "
                       "stretch: the hint is resized to SIZE x SIZE (nearest), as MagicAnimate's demo does."),
-    click.option("--crop-box", default=None, metavar="X,Y,W,H", callback=_crop_box_option,
+    click.option("--crop-box", default=None, metavar="X,Y,W,H", callback=_parsed_with(parse_crop_box),
                  help="Crop this box of the upright source before detection (square with --fit crop)."),
-    click.option("--fps", default=None, metavar="F", callback=_fps_option,
+    click.option("--fps", default=None, metavar="F", callback=_parsed_with(parse_fps),
                  help="Resample to F frames/s by dropping or repeating frames (25, 29.97, 30000/1001); dropped "
                       "frames are never detected. Default: keep the source's timestamps."),
     click.option("--smooth", type=click.IntRange(1, MAX_SMOOTH), default=1, show_default=True, callback=_odd_smooth,

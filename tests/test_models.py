@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -140,15 +141,21 @@ def test_standin_cli_writes_both_styles(tmp_path):
 
 # --- resolution ------------------------------------------------------------------------------------
 
+def use_private_hf_home(monkeypatch, tmp_path) -> Path:
+    """HF_HOME in tmp_path, with no cache override that would bypass it; returns the HF_HOME."""
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    return home
+
+
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
     """A private HF_HOME, offline, and a hf_hub_download that fails the test if anything calls it."""
     import huggingface_hub
 
-    home = tmp_path / "hf_home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    home = use_private_hf_home(monkeypatch, tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     calls = []
 

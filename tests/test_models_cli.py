@@ -12,16 +12,12 @@ from clips import make_clip, synthetic_frames
 from helpers import run_cli
 from pipeline._models import MODEL_FILES, MODEL_REPO
 from pipeline.cli import main
-from test_models import _populate_cache
+from test_models import _populate_cache, use_private_hf_home
 
 
 @pytest.fixture
 def hf_home(monkeypatch, tmp_path):
-    home = tmp_path / "hf_home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    return home
+    return use_private_hf_home(monkeypatch, tmp_path)
 
 
 def _fake_hub(monkeypatch, payload_for):
