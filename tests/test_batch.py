@@ -342,7 +342,9 @@ def test_sigterm_mid_batch_leaves_no_partial_output_and_rerun_completes(tmp_path
     videos = tmp_path / "videos"
     videos.mkdir()
     make_clip(videos / "a_short.mkv", synthetic_frames(3, 48, 48, seed=1))
-    make_clip(videos / "b_long.mkv", synthetic_frames(40, 128, 128, black_every=0))
+    # long enough that the signal lands mid-video however fast the render gets (40 frames raced it)
+    n_long = 200
+    make_clip(videos / "b_long.mkv", synthetic_frames(n_long, 128, 128, black_every=0))
     make_clip(videos / "c_short.mkv", synthetic_frames(3, 48, 48, seed=3))
     out, report = tmp_path / "o", tmp_path / "report.json"
     args = [videos, "-o", out, "--report", report, "--model", standin_models["tuple"], "--resolution", "128",
@@ -373,7 +375,7 @@ def test_sigterm_mid_batch_leaves_no_partial_output_and_rerun_completes(tmp_path
     assert proc.returncode == 0, stderr
     data = load_report(report)
     assert [e["status"] for e in data["inputs"]] == ["skipped", "done", "done"]
-    assert len(decode_all(out / "b_long_densepose.mkv")[0]) == 40
+    assert len(decode_all(out / "b_long_densepose.mkv")[0]) == n_long
     assert leftovers(tmp_path) == []
 
 

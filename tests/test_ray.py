@@ -112,7 +112,8 @@ def test_ray_sigterm_stops_cleanly(tmp_path, standin_models):
     videos = tmp_path / "videos"
     videos.mkdir()
     for name in ("a.mkv", "b.mkv"):
-        make_clip(videos / name, synthetic_frames(40, 128, 128, black_every=0))
+        # long enough that the signal lands mid-video however fast the render gets
+        make_clip(videos / name, synthetic_frames(150, 128, 128, black_every=0))
     out, report = tmp_path / "o", tmp_path / "report.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "encode", str(videos), "-o", str(out),
