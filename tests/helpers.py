@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -41,6 +42,29 @@ def assert_exact(actual: torch.Tensor, expected: torch.Tensor) -> None:
     if n_bad:
         where = mismatch.nonzero()[0].tolist()
         raise AssertionError(f"{n_bad} of {mismatch.numel()} pixels differ, first at {where}")
+
+
+# The exact CPU render has two implementations of one method: numba-compiled kernels (used when
+# numba is importable: it is a dependency) and torch ops (used when it is not). Parity tests run both.
+CPU_IMPLS = ("compiled", "torch")
+
+
+@contextlib.contextmanager
+def cpu_render_impl(name: str):
+    """Within the block the CPU render (labels and colouring) uses implementation ``name``."""
+    from kernels import render_cpu
+
+    if name not in CPU_IMPLS:
+        raise ValueError(f"unknown CPU render implementation {name!r}; allowed: {CPU_IMPLS}")
+    saved = render_cpu.compiled_kernels
+    if name == "torch":
+        render_cpu.compiled_kernels = lambda: None
+    elif saved() is None:
+        raise AssertionError("the numba-compiled CPU kernels are not usable (numba is a dependency)")
+    try:
+        yield
+    finally:
+        render_cpu.compiled_kernels = saved
 
 
 def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool) -> float:

@@ -74,3 +74,36 @@ def test_repository_entry_point_does_not_shadow_other_packages(tmp_path, model_d
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "densevid_pipeline.comfy"
+
+
+def test_compiled_render_cache_is_shared_by_the_node_and_the_cli(tmp_path):
+    # numba caches by source file: what the ComfyUI node (package `densevid_kernels`) compiled must
+    # load in a CLI process (package `kernels`) and the other way round, not silently fall back
+    # to the slower torch path. A copy of the sources gives a fresh cache.
+    import shutil
+
+    checkout = tmp_path / "densevid"
+    checkout.mkdir()
+    for name in ("kernels", "pipeline"):
+        shutil.copytree(REPO_ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "__init__.py", checkout / "__init__.py")
+    as_node = textwrap.dedent(f"""
+        import importlib.util, sys
+        spec = importlib.util.spec_from_file_location("densevid_node", {str(checkout / '__init__.py')!r},
+                                                      submodule_search_locations=[{str(checkout)!r}])
+        node = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(node)
+        assert sys.modules["densevid_kernels.render_cpu"].compiled_kernels() is not None
+    """)
+    as_cli = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(checkout)!r})
+        from kernels import render_cpu
+        assert render_cpu.__file__.startswith({str(checkout)!r})
+        assert render_cpu.compiled_kernels() is not None
+    """)
+    for script in (as_node, as_cli, as_node):
+        result = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", script],
+                                capture_output=True, text=True, cwd=tmp_path, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert list((checkout / "kernels" / "__pycache__").glob("_render_numba.*.nbi")), "nothing was cached"

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import REPO_ROOT, assert_exact, assert_labels_agree
+from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, assert_labels_agree, cpu_render_impl
 
 from kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
 from kernels.render_cpu import emulation_matches_torch, render_labels_cpu
@@ -42,9 +42,10 @@ def check_cpu(boxes, coarse, fine, height, width):
     args = (boxes, coarse, fine, height, width)
     before = [t.clone() for t in args[:3]]
     expected = render_labels_reference(*args)
-    actual = render_labels_cpu(*args)
-    assert_exact(actual, expected)
-    assert_exact(render_labels(*args, backend="cpu"), expected)
+    for impl in CPU_IMPLS:
+        with cpu_render_impl(impl):
+            assert_exact(render_labels_cpu(*args), expected)
+            assert_exact(render_labels(*args, backend="cpu"), expected)
     for t, b in zip(args[:3], before):
         assert torch.equal(t, b), "inputs were modified"
     return expected

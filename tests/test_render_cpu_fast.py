@@ -1,14 +1,23 @@
-"""The batched cell-block fast path of kernels/render_cpu.py: exact parity with the reference on the
-cases that reach its separate code paths (forced onto the fast path where the production heuristics
-would fall back to F.interpolate), and equality of its vectorised helpers with the scalar ones."""
+"""The exact fast CPU render of kernels/render_cpu.py, both implementations (the numba-compiled
+kernels and the batched torch-op cell blocks; check_cpu runs each): exact parity with the reference
+on the cases that reach their separate code paths (forced onto the fast path where the production
+heuristics would fall back to F.interpolate), and equality of the vectorised helpers with the
+scalar ones."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+from fractions import Fraction
+
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from helpers import assert_exact
+from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, cpu_render_impl
 from test_kernels import check_cpu, make_case, near_tie_case
 
 from kernels import render_cpu
@@ -155,7 +164,9 @@ def test_mixed_fast_and_reference_instances():
     fine[5, 7, 3:5, 3:5] = -float("inf")
     before = [t.clone() for t in (boxes, coarse, fine)]
     args = (boxes, coarse, fine, h, w)
-    assert_exact(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
+    for impl in CPU_IMPLS:
+        with cpu_render_impl(impl):
+            assert_exact(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
     for t, b in zip(args[:3], before):  # NaN != NaN: compare the bits
         assert torch.equal(t.view(torch.int32), b.view(torch.int32)), "inputs were modified"
 
@@ -177,8 +188,7 @@ def test_parity_with_one_thread():
         torch.set_num_threads(1)
         assert render_cpu.emulation_matches_torch()
         for smooth in (True, False):
-            args = make_case(21, 3, 112, 300, 500, smooth=smooth)
-            assert_exact(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
+            check_cpu(*make_case(21, 3, 112, 300, 500, smooth=smooth))
     finally:
         torch.set_num_threads(threads)
 
@@ -192,9 +202,16 @@ def test_colorize_matches_indexing(shape):
     labels = torch.randint(0, 25, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(shape[1]))
     for lut in (hint_lut("viridis"), hint_lut("parula"),
                 torch.randint(0, 256, (25, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))):
-        out = colorize(labels, lut)
-        assert out.is_contiguous() and out.dtype == torch.uint8
-        assert_exact(out, colorize_reference(labels, lut))
+        for impl in CPU_IMPLS:
+            with cpu_render_impl(impl):
+                out = colorize(labels, lut)
+            assert out.is_contiguous() and out.dtype == torch.uint8
+            assert_exact(out, colorize_reference(labels, lut))
+    # a non-contiguous label view is coloured as its values say
+    view = labels.t()
+    for impl in CPU_IMPLS:
+        with cpu_render_impl(impl):
+            assert_exact(colorize(view, lut), colorize_reference(view, lut))
 
 
 @pytest.mark.parametrize("smooth", [True, False])
@@ -211,3 +228,68 @@ def test_fallback_labels_match_reference(smooth):
         for h, w in ((97, 61), (24, 24), (300, 7)):
             assert_exact(render_cpu._instance_labels_fallback(coarse[i], fine[i], h, w),
                          instance_labels_reference(coarse[i], fine[i], h, w))
+
+
+def _fma32_correctly_rounded(a: float, b: float, c: float) -> float:
+    """Independent reference: the float32 nearest to the exact a * b + c (ties to even)."""
+    exact = Fraction(a) * Fraction(b) + Fraction(c)
+    guess = np.float32(float(exact))
+    options = [guess, np.nextafter(guess, np.float32(np.inf)), np.nextafter(guess, np.float32(-np.inf))]
+    return float(min(options, key=lambda f: (abs(Fraction(float(f)) - exact),
+                                             int(np.array(f).view(np.int32)) & 1)))
+
+
+def _fma_cases():
+    gen = torch.Generator().manual_seed(5)
+    one_ulp = 2.0 ** -23
+    crafted = [  # a * b + c lands, after float64 rounding, exactly on a float32 midpoint
+        (1.0 + one_ulp, 2.0 ** -24 * (1.0 - one_ulp), 1.0 + one_ulp),   # true value below it
+        (1.0 + one_ulp, -2.0 ** -24 * (1.0 - one_ulp), 1.0 + 2 * one_ulp),  # above it
+        (1.0 + one_ulp, 2.0 ** -24 * (1.0 - one_ulp), 1.0),
+        (2.0 ** -70, 2.0 ** -70, 2.0 ** -140),  # float32 subnormal results
+        (3.0e-39, 0.5, -1.0e-45), (0.0, 5.0, -0.0), (1.5, 2.0, -3.0),
+    ]
+    a = torch.randn(300, generator=gen) * torch.exp(torch.randn(300, generator=gen) * 6)
+    b = torch.rand(300, generator=gen)
+    c = torch.randn(300, generator=gen) * torch.exp(torch.randn(300, generator=gen) * 6)
+    rand = list(zip(a.tolist(), b.tolist(), c.tolist()))
+    return [tuple(float(torch.tensor(v, dtype=torch.float32)) for v in case) for case in crafted + rand]
+
+
+def test_fma32_emulations_are_correctly_rounded():
+    _render_numba = render_cpu.compiled_kernels()
+
+    cases = _fma_cases()
+    a, b, c = (torch.tensor(col, dtype=torch.float32) for col in zip(*cases))
+    expected = [_fma32_correctly_rounded(*case) for case in cases]
+    assert render_cpu._fma32(a, b, c).tolist() == expected
+    compiled = [float(_render_numba._fma32(*(np.float32(v) for v in case))) for case in cases]
+    assert compiled == expected
+
+
+def test_compiled_taps_match_axis_taps():
+    _render_numba = render_cpu.compiled_kernels()
+
+    for in_size, out_size, offset, length in ((112, 485, 0, 485), (112, 485, 37, 200), (112, 112, 5, 100),
+                                              (112, 40, 0, 40), (1, 7, 0, 7), (2, 300, 299, 1), (37, 1, 0, 1),
+                                              (112, 113, 0, 113), (13, 900, 450, 450)):
+        i0, _, w0, w1 = render_cpu._axis_taps(in_size, out_size, torch.arange(offset, offset + length))
+        c_i0, c_w0, c_w1 = _render_numba._taps(in_size, out_size, offset, length)
+        assert torch.equal(torch.from_numpy(c_i0), i0)
+        assert torch.equal(torch.from_numpy(c_w0), w0) and torch.equal(torch.from_numpy(c_w1), w1)
+
+
+def test_without_usable_numba_the_torch_path_renders():
+    # NUMBA_DISABLE_JIT would run the kernels as (very slow) Python: the torch path takes over
+    code = textwrap.dedent("""
+        import torch
+        from kernels import render_cpu
+        from kernels.reference import render_labels_reference
+        from test_kernels import make_case
+        assert render_cpu.compiled_kernels() is None
+        args = make_case(3, 3, 56, 120, 90, smooth=True)
+        assert torch.equal(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
+    """)
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
