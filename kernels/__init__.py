@@ -2,7 +2,7 @@
 
 from .colormaps import CMAP_NAMES, background_rgb, hint_lut
 from .reference import render_labels_reference
-from .render import BACKENDS, render_hint, render_labels
+from .render import BACKENDS, colorize, prepare_backend, render_hint, render_labels
 
-__all__ = ["BACKENDS", "CMAP_NAMES", "background_rgb", "hint_lut", "render_hint", "render_labels",
-           "render_labels_reference"]
+__all__ = ["BACKENDS", "CMAP_NAMES", "background_rgb", "colorize", "hint_lut", "prepare_backend", "render_hint",
+           "render_labels", "render_labels_reference"]

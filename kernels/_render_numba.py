@@ -278,10 +278,14 @@ def colorize_into(labels, lut_rgb, word_table, out):
     words = out_bytes[:quads * 12].view(np.int32)
     for q in range(quads):
         a, b, c, d = np.int64(flat[4 * q]), np.int64(flat[4 * q + 1]), np.int64(flat[4 * q + 2]), np.int64(flat[4 * q + 3])
+        if max(max(a, b), max(c, d)) >= n:  # compiled code does not check bounds: a bad label would read past the table
+            raise IndexError("label out of range of the colour table")
         words[3 * q] = word_table[a * n + b]
         words[3 * q + 1] = word_table[n * n + b * n + c]
         words[3 * q + 2] = word_table[2 * n * n + c * n + d]
     for p in range(quads * 4, size):
+        if flat[p] >= n:
+            raise IndexError("label out of range of the colour table")
         for ch in range(3):
             out_bytes[3 * p + ch] = lut_rgb[flat[p], ch]
 

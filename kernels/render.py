@@ -64,6 +64,14 @@ def _resolve(backend: str, device: torch.device) -> str:
     return backend
 
 
+def prepare_backend(backend: str, device: torch.device | str) -> None:
+    """Make the render that ``backend`` resolves to on ``device`` ready now: the CPU path compiles
+    (or loads from numba's cache) its kernels, so that this happens before a video, not in the
+    middle of its first batch."""
+    if _resolve(backend, torch.device(device)) == "cpu":
+        render_cpu.compiled_kernels()
+
+
 def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
     """int32 [3 * n * n] table for :func:`colorize`: the 4-byte words of RGB rows of label pairs.
 
@@ -99,6 +107,8 @@ def colorize(labels: torch.Tensor, lut_rgb: torch.Tensor) -> torch.Tensor:
         return out
     flat = labels.reshape(-1)
     size = flat.numel()
+    if size and int(flat.max()) >= n:  # a label past the table would read another pair's word
+        raise IndexError(f"label {int(flat.max())} is out of range of the {n}-colour table")
     if size % 4:
         flat = torch.cat([flat, flat.new_zeros(4 - size % 4)])
     quad = flat.view(-1, 4).int()

@@ -604,8 +604,8 @@ def compiled_kernels():
     try:
         import numba
     except ImportError:
-        warnings.warn("densevid: numba is not installed; the CPU render uses its slower torch path "
-                      "(pip install numba)", RuntimeWarning, stacklevel=2)
+        warnings.warn("numba is not installed: the CPU render uses its slower torch-op path (same output; "
+                      "pip install numba)", RuntimeWarning, stacklevel=2)
         return None
     if numba.config.DISABLE_JIT:
         return None
@@ -613,8 +613,8 @@ def compiled_kernels():
         kernels = _load_kernels_module()
         kernels.warm_up()
     except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path (same output)
-        warnings.warn(f"densevid: the compiled CPU render is unavailable ({type(exc).__name__}: {exc}); "
-                      "using the slower torch path", RuntimeWarning, stacklevel=2)
+        warnings.warn(f"the compiled CPU render is unavailable ({type(exc).__name__}: {exc}): using its "
+                      "slower torch-op path (same output)", RuntimeWarning, stacklevel=2)
         return None
     return kernels
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._kernels import colorize, hint_lut, render_hint, render_iuv, render_labels
+from ._kernels import colorize, hint_lut, prepare_backend, render_hint, render_iuv, render_labels
 
 from ._config import EncodeConfig
 from ._models import DensePoseModel, load_model, resolve_model_path
@@ -39,6 +39,7 @@ class DensePoseEstimator:
         path = resolve_model_path(config.model, config.model_dir)
         self.model: DensePoseModel = load_model(path, self.device, half=config.half)
         self._lut = hint_lut(config.cmap, self.device)
+        prepare_backend(render_backend, self.device)
 
     @classmethod
     def from_config(cls, config: EncodeConfig, render_backend: str = "auto") -> "DensePoseEstimator":
@@ -56,6 +57,7 @@ class DensePoseEstimator:
         self.render_backend = render_backend
         self.model = model
         self._lut = hint_lut(config.cmap, self.device)
+        prepare_backend(render_backend, self.device)
         return self
 
     def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:

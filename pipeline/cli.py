@@ -6,6 +6,7 @@ import contextlib
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -53,6 +54,12 @@ def main() -> None:
     Every frame becomes the DensePose part-index map of the people in it, coloured exactly as the
     ComfyUI "DensePose Estimator" node does (viridis on purple for MagicAnimate, or parula).
     """
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (e.g. the CPU render falling back to torch ops) as one line each."""
+    click.echo(f"densevid: warning: {message}", err=True)
 
 
 # --- issue 6: framing, frame rate, smoothing, training outputs, presets ------------------------------

@@ -1,5 +1,6 @@
 """`densevid encode` end to end on generated clips, with stand-in models of the real contract."""
 
+import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -150,3 +151,28 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().count("\n") == 0 and "nope.mp4" in result.stderr
+
+
+def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tmp_path, standin_models):
+    # an environment where numba cannot be imported (a stub package that raises, first on the path)
+    stub = tmp_path / "stub" / "numba"
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('numba is broken here')\n")
+    clip = make_clip(tmp_path / "clip.mkv", synthetic_frames(3, 75, 131, seed=4))
+    outputs = {}
+    for name, extra_path in (("with", []), ("without", [str(stub.parent)])):
+        outputs[name] = tmp_path / f"{name}.mkv"
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(extra_path + sys.path)}
+        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(clip), "-o", str(outputs[name]),
+                                 "--lossless", "--model", str(standin_models["tuple"]), "--resolution", "64",
+                                 "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
+        assert result.returncode == 0, result.stderr
+        warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+        if name == "with":
+            assert warnings == []
+        else:
+            assert len(warnings) == 1 and warnings[0].startswith("densevid: warning: numba is not installed")
+        assert "Traceback" not in result.stderr
+    (with_numba, pts_with), (without_numba, pts_without) = decode_all(outputs["with"]), decode_all(outputs["without"])
+    assert len(with_numba) == 3 and pts_with == pts_without
+    assert_exact(torch.from_numpy(without_numba), torch.from_numpy(with_numba))

@@ -214,6 +214,19 @@ def test_colorize_matches_indexing(shape):
             assert_exact(colorize(view, lut), colorize_reference(view, lut))
 
 
+@pytest.mark.parametrize("bad", [25, 255])
+@pytest.mark.parametrize("shape", [(8, 8), (3, 5)])  # in a group of 4 pixels / in the tail
+def test_colorize_rejects_labels_outside_the_table(bad, shape):
+    from kernels import hint_lut
+    from kernels.render import colorize
+
+    labels = torch.zeros(shape, dtype=torch.uint8)
+    labels[-1, -1] = bad
+    for impl in CPU_IMPLS:
+        with cpu_render_impl(impl), pytest.raises(IndexError):
+            colorize(labels, hint_lut("viridis"))
+
+
 @pytest.mark.parametrize("smooth", [True, False])
 def test_fallback_labels_match_reference(smooth):
     # the fallback's argmax replacement (first maximal index), including exact ties and -0.0 / 0.0
