@@ -8,6 +8,8 @@ float64 with the double-rounding case corrected). Written straight into the canv
 label is > 0 (later instances win), which is the reference's compositing rule.
 
 Compiled on first use (``cache=True``: later processes load the machine code from numba's cache).
+Reached through :func:`kernels.render_cpu.compiled_kernels`, which imports this file under one
+fixed module name whatever the package is called (see there why); do not import it directly.
 """
 from __future__ import annotations
 

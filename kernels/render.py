@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from .reference import colorize_reference, render_labels_reference
 from . import render_cpu
+from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
 BACKENDS = ("auto", "reference", "cpu", "triton")

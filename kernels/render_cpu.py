@@ -2,7 +2,7 @@
 
 One method, two implementations: compiled per-pixel loops (numba, ``kernels/_render_numba.py``,
 used whenever numba works: ~1.7 ms for a 512x910 frame with 3 people) and batched torch ops (this
-file, used when it does not: ~6 ms; on CPU a small op costs microseconds whatever its size, so the
+file, used when it does not: ~7 ms; on CPU a small op costs microseconds whatever its size, so the
 work is batched over all instances). Both are parity-tested against the reference.
 
 How it stays exact while doing far less work than the reference:
@@ -597,7 +597,7 @@ def _load_kernels_module():
 @functools.lru_cache(maxsize=1)
 def compiled_kernels():
     """The numba-compiled kernels (``kernels/_render_numba.py``), or None -- then the torch-op path
-    below is used (same output, ~3x slower) -- when numba cannot be imported or compile (a
+    below is used (same output, ~4x slower) -- when numba cannot be imported or compile (a
     warning says so), or JIT is disabled (``NUMBA_DISABLE_JIT=1``: the kernels would run as slow
     Python). Compiled (or loaded from numba's cache) on first use, with a tiny warm-up call so
     that a failure shows here, not mid-video."""
