@@ -306,3 +306,34 @@ def test_without_usable_numba_the_torch_path_renders():
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_compiled_kernels_stay_in_bounds_on_a_random_sweep(tmp_path):
+    # Compiled code does not check array bounds: a wrong index would read or write memory silently.
+    # Here numba compiles the kernels with bounds checks (into a private cache) and a sweep of odd
+    # sizes, tiny and non-square grids, boxes over the borders, smooth/noisy/tied logits must run
+    # without an IndexError and match the reference.
+    code = textwrap.dedent("""
+        import torch
+        from kernels import render_cpu
+        from kernels.reference import render_labels_reference
+        from test_kernels import make_case, near_tie_case
+        assert render_cpu.compiled_kernels() is not None
+        gen = torch.Generator().manual_seed(11)
+        cases = [near_tie_case()]
+        for seed in range(40):
+            n, sh, sw = (int(v) for v in torch.randint(1, 5, (1,), generator=gen).tolist() +
+                         torch.randint(2, 30, (2,), generator=gen).tolist())
+            h, w = (int(v) for v in torch.randint(1, 160, (2,), generator=gen))
+            boxes, coarse, fine, _, _ = make_case(seed, n, 30, h, w, smooth=seed % 3 != 0)
+            coarse, fine = coarse[:, :, :sh, :sw].contiguous(), fine[:, :, :sh, :sw].contiguous()
+            if seed % 5 == 0:
+                fine[:, 3] = fine[:, 2]  # exact ties
+            cases.append((boxes, coarse, fine, h, w))
+        for args in cases:
+            assert torch.equal(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
+    """)
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
