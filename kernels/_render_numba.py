@@ -17,9 +17,13 @@ import numpy as np
 from numba import njit
 
 _MIXED = np.uint8(255)
+# numba refuses cache=True when it has nowhere writable to cache (read-only install and home): the
+# loader (render_cpu._load_kernels_module) then runs this file with _CACHE = False preset, and
+# every process compiles the kernels itself (a few seconds).
+_CACHE = globals().get("_CACHE", True)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True, inline="always")
 def _fma32(a, b, c):
     """Correctly rounded float32 fma(a, b, c) of float32 a, b, c."""
     p = np.float64(a) * np.float64(b)  # exact: 24 + 24 bits
@@ -42,7 +46,7 @@ def _fma32(a, b, c):
     return f
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True, inline="always")
 def _exact(x00, x01, x10, x11, wx0, wx1, wy0, wy1):
     """PyTorch's float32 bilinear value (width inner, height outer, fused multiply-adds)."""
     row0 = _fma32(x00, wx0, np.float32(x01 * wx1))
@@ -50,7 +54,7 @@ def _exact(x00, x01, x10, x11, wx0, wx1, wy0, wy1):
     return _fma32(row0, wy0, np.float32(row1 * wy1))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _taps(in_size, out_size, first, count):
     """PyTorch's (align_corners=False) taps of output indices first .. first + count - 1:
     i0 (the cell), w0, w1 (float32)."""
@@ -77,7 +81,7 @@ def _taps(in_size, out_size, first, count):
     return i0, w0, w1
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def _runs(i0, n_cells):
     """Start and length of the run of output indices in each source cell (i0 never decreases)."""
     start = np.zeros(n_cells, np.int64)
@@ -88,14 +92,14 @@ def _runs(i0, n_cells):
     return start, count
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=_CACHE, nogil=True, inline="always")
 def _blend(x00, x01, x10, x11, wx0, wx1, wy0, wy1):
     """Plain float32 bilinear value: within a few ulps of max|corner| of PyTorch's (the margins
     are ~100x larger)."""
     return wy0 * (wx0 * x00 + wx1 * x01) + wy1 * (wx0 * x10 + wx1 * x11)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_margin, canvas):
     """Paint one instance's labels (> 0) into ``canvas`` (uint8 [H, W], modified in place).
 
@@ -264,7 +268,7 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
                         out[i] = label
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=_CACHE, nogil=True)
 def colorize_into(labels, lut_rgb, word_table, out):
     """out (uint8 [H, W, 3], C-contiguous) = lut_rgb[labels] (labels uint8 [H, W]).
 

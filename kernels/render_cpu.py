@@ -580,11 +580,12 @@ def _boxes_xywh_int(boxes_xyxy: torch.Tensor) -> list[tuple[int, int, int, int]]
 _KERNELS_MODULE = "_densevid_render_kernels"
 
 
-def _load_kernels_module():
+def _load_kernels_module(cache: bool = True):
     module = sys.modules.get(_KERNELS_MODULE)
     if module is None:
         spec = importlib.util.spec_from_file_location(_KERNELS_MODULE, Path(__file__).with_name("_render_numba.py"))
         module = importlib.util.module_from_spec(spec)
+        module._CACHE = cache
         sys.modules[_KERNELS_MODULE] = module
         try:
             spec.loader.exec_module(module)
@@ -610,7 +611,12 @@ def compiled_kernels():
     if numba.config.DISABLE_JIT:
         return None
     try:
-        kernels = _load_kernels_module()
+        try:
+            kernels = _load_kernels_module()
+        except RuntimeError as exc:
+            if "cannot cache" not in str(exc):
+                raise
+            kernels = _load_kernels_module(cache=False)  # nowhere writable to cache: compile each run
         kernels.warm_up()
     except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path (same output)
         warnings.warn(f"the compiled CPU render is unavailable ({type(exc).__name__}: {exc}): using its "

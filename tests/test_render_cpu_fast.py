@@ -337,3 +337,23 @@ def test_compiled_kernels_stay_in_bounds_on_a_random_sweep(tmp_path):
            "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_compiled_kernels_work_where_numba_cannot_cache(tmp_path):
+    # a read-only install with no writable home: numba finds no cache location (simulated by
+    # allowing only its zip-file locator) and refuses cache=True; the kernels compile uncached
+    code = textwrap.dedent("""
+        import warnings
+        warnings.simplefilter("error")
+        from kernels import render_cpu
+        from kernels.reference import render_labels_reference
+        from test_kernels import make_case
+        kernels = render_cpu.compiled_kernels()
+        assert kernels is not None and kernels._CACHE is False
+        args = make_case(2, 2, 40, 90, 120)
+        assert (render_cpu.render_labels_cpu(*args) == render_labels_reference(*args)).all()
+    """)
+    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator",
+           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
