@@ -55,6 +55,7 @@ exactly as the reference does).
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import sys
@@ -623,6 +624,23 @@ def compiled_kernels():
                       "slower torch-op path (same output)", RuntimeWarning, stacklevel=2)
         return None
     return kernels
+
+
+@contextlib.contextmanager
+def torch_ops_only():
+    """Within the block the CPU render (labels and colouring) runs its torch-op path, as where numba
+    is unavailable: for its parity tests and benchmark. Process-wide, not for concurrent use."""
+    global compiled_kernels
+    saved = compiled_kernels
+    compiled_kernels = _no_kernels
+    try:
+        yield
+    finally:
+        compiled_kernels = saved
+
+
+def _no_kernels():
+    return None
 
 
 def _paint(canvas: torch.Tensor, p: "_Place", labels: torch.Tensor) -> None:

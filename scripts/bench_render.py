@@ -24,10 +24,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernels import hint_lut  # noqa: E402
+from kernels import hint_lut, render_cpu  # noqa: E402
 from kernels.reference import render_labels_reference  # noqa: E402
 from kernels.render import render_hint  # noqa: E402
-from kernels import render_cpu  # noqa: E402
 from kernels.render_cpu import render_labels_cpu  # noqa: E402
 
 H, W, S = 512, 910, 112
@@ -69,19 +68,14 @@ def main() -> None:
     def cpu_hint(b, c, f, h, w):
         return render_hint(b, c, f, h, w, lut, backend="cpu")
 
-    compiled = render_cpu.compiled_kernels
-
     def torch_ops(fn):  # the same call with the compiled kernels switched off
         def run(*args):
-            render_cpu.compiled_kernels = lambda: None
-            try:
+            with render_cpu.torch_ops_only():
                 return fn(*args)
-            finally:
-                render_cpu.compiled_kernels = compiled
         return run
 
     backends = [("reference", render_labels_reference, 5)]
-    if compiled() is not None:
+    if render_cpu.compiled_kernels() is not None:
         backends += [("cpu", render_labels_cpu, 50), ("cpu+lut", cpu_hint, 50)]
     else:
         print("numba kernels unavailable: only the torch-op path is measured")

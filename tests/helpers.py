@@ -56,15 +56,12 @@ def cpu_render_impl(name: str):
 
     if name not in CPU_IMPLS:
         raise ValueError(f"unknown CPU render implementation {name!r}; allowed: {CPU_IMPLS}")
-    saved = render_cpu.compiled_kernels
-    if name == "torch":
-        render_cpu.compiled_kernels = lambda: None
-    elif saved() is None:
-        raise AssertionError("the numba-compiled CPU kernels are not usable (numba is a dependency)")
-    try:
+    if name == "compiled":
+        assert render_cpu.compiled_kernels() is not None, "the numba kernels are not usable (numba is a dependency)"
         yield
-    finally:
-        render_cpu.compiled_kernels = saved
+    else:
+        with render_cpu.torch_ops_only():
+            yield
 
 
 def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool) -> float:
