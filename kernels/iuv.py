@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .reference import box_xywh_int, instance_labels_reference, visible_box
+from .reference import instance_labels_reference, visible_instances
 
 
 def render_iuv_reference(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, width: int):
@@ -30,12 +30,7 @@ def render_iuv_reference(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, 
     labels = torch.zeros((height, width), dtype=torch.uint8)
     uu = torch.zeros((height, width), dtype=torch.float32)
     vv = torch.zeros((height, width), dtype=torch.float32)
-    for i in range(boxes_xyxy.shape[0]):
-        x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        visible = visible_box(x, y, w, h, height, width)
-        if visible is None:
-            continue
-        cx0, cy0, cx1, cy1 = visible
+    for i, (x, y, w, h), (cx0, cy0, cx1, cy1) in visible_instances(boxes_xyxy, height, width):
         inst = instance_labels_reference(coarse_segm[i].cpu(), fine_segm[i].cpu(), h, w)
         idx = inst.long()[None]
         u_box = F.interpolate(u[i][None].cpu().float(), size=(h, w), mode="bilinear", align_corners=False)[0]
@@ -69,16 +64,8 @@ def render_iuv(boxes_xyxy, coarse_segm, fine_segm, u, v, height: int, width: int
     labels = torch.zeros((height, width), dtype=torch.uint8, device=device)
     uu = torch.zeros((height, width), dtype=torch.float32, device=device)
     vv = torch.zeros((height, width), dtype=torch.float32, device=device)
-    n = boxes_xyxy.shape[0]
-    if n == 0:
-        return labels, uu, vv
     s_h, s_w = u.shape[2], u.shape[3]
-    for i in range(n):
-        x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        visible = visible_box(x, y, w, h, height, width)
-        if visible is None:
-            continue
-        cx0, cy0, cx1, cy1 = visible
+    for i, (x, y, w, h), (cx0, cy0, cx1, cy1) in visible_instances(boxes_xyxy, height, width):
         inst = render_labels(boxes_xyxy[i:i + 1], coarse_segm[i:i + 1], fine_segm[i:i + 1], height, width,
                              backend=backend)[cy0:cy1, cx0:cx1]
         paint = inst > 0

@@ -31,6 +31,16 @@ def visible_box(x: int, y: int, w: int, h: int, height: int, width: int) -> tupl
     return cx0, cy0, cx1, cy1
 
 
+def visible_instances(boxes_xyxy: torch.Tensor, height: int, width: int):
+    """Yield (i, (x, y, w, h), (cx0, cy0, cx1, cy1)) of each instance whose integer box shows on the
+    height x width canvas, in order."""
+    for i in range(boxes_xyxy.shape[0]):
+        x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
+        visible = visible_box(x, y, w, h, height, width)
+        if visible is not None:
+            yield i, (x, y, w, h), visible
+
+
 def instance_labels_reference(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Part labels (uint8 [h, w]) of one instance resampled to its box: argmax fine where argmax coarse > 0."""
     coarse = F.interpolate(coarse_segm[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
@@ -46,12 +56,7 @@ def render_labels_reference(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor,
     Box parts outside the canvas are dropped (the node would fail on such boxes; real models clip them).
     """
     canvas = torch.zeros((height, width), dtype=torch.uint8)
-    for i in range(boxes_xyxy.shape[0]):
-        x, y, w, h = box_xywh_int(boxes_xyxy[i].cpu())
-        visible = visible_box(x, y, w, h, height, width)
-        if visible is None:
-            continue
-        cx0, cy0, cx1, cy1 = visible
+    for i, (x, y, w, h), (cx0, cy0, cx1, cy1) in visible_instances(boxes_xyxy, height, width):
         labels = instance_labels_reference(coarse_segm[i].cpu(), fine_segm[i].cpu(), h, w)
         patch = labels[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
         target = canvas[cy0:cy1, cx0:cx1]
