@@ -173,9 +173,11 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
     # mixed cells: their run of output rows x run of output columns
     row_start, row_count = _runs(ri0, Sh)
     col_start, col_count = _runs(ci0, Sw)
-    lo = np.empty(n_fine, np.float32)
-    cand = np.empty(n_fine, np.int64)
-    vals = np.empty(n_fine, np.float32)
+    # per-cell scratch, zeroed once: every element is written before it is read (below), and
+    # zeros keep a slip from turning into a wild channel index
+    lo = np.zeros(n_fine, np.float32)
+    cand = np.zeros(n_fine, np.int64)
+    vals = np.zeros(n_fine, np.float32)
     for r in range(Sh):
         if row_count[r] == 0:
             continue
@@ -186,8 +188,12 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
             c1 = min(c + 1, Sw - 1)
             d00, d01, d10, d11 = d[r, c], d[r, c1], d[r1, c], d[r1, c1]
             coarse_open = not fg_safe[r, c]
-            m = 1
-            if not fine_safe[r, c]:
+            if fine_safe[r, c]:
+                # the fine channel is decided (the coarse one is not, or the cell would not be
+                # mixed): the one candidate is the channel that leads at all 4 corners
+                cand[0] = best[r, c]
+                m = 1
+            else:
                 # channel k cannot win in the cell when one channel beats it by more than the
                 # margin at all 4 corners (bilinear weights are convex); tested against the
                 # channel with the best minimum over the corners
@@ -203,6 +209,7 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
                     if lead <= f_margin:
                         cand[m] = k
                         m += 1
+                # m >= 1: `top` leads itself by 0 <= f_margin at every corner (logits are finite)
             a = cand[0]
             b = cand[1] if m == 2 else a
             e00, e01 = fine[a, r, c] - fine[b, r, c], fine[a, r, c1] - fine[b, r, c1]
@@ -226,7 +233,7 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
                             if not v1 > v0:
                                 continue
                     if m == 1:
-                        label = best[r, c] if fine_safe[r, c] else cand[0]
+                        label = a
                     elif m == 2:  # the sign of the candidates' difference, exact near 0
                         delta = _blend(e00, e01, e10, e11, wx0, wx1, wy0, wy1)
                         if delta > f_margin:

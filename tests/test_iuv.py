@@ -12,7 +12,7 @@ from helpers import (IUV_UV_ATOL_FLOAT16, IUV_UV_ATOL_FLOAT32, assert_exact, ass
 from kernels import render_labels, render_labels_reference
 from kernels.iuv import render_iuv, render_iuv_reference
 from pipeline._preprocess import resize_and_pad
-from test_kernels import make_case
+from cases import make_case
 
 
 def _uv(n, s, seed):

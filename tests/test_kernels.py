@@ -9,33 +9,12 @@ import textwrap
 
 import pytest
 import torch
-import torch.nn.functional as F
 
+from cases import make_case, near_tie_case
 from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, assert_labels_agree, cpu_render_impl
 
 from kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
 from kernels.render_cpu import emulation_matches_torch, render_labels_cpu
-
-
-def _smooth(gen, c, s, low=6, amp=3.0):
-    z = torch.randn(1, c, low, low, generator=gen) * amp
-    return F.interpolate(z, size=(s, s), mode="bicubic", align_corners=False)[0]
-
-
-def make_case(seed, n, s, height, width, smooth=True, boxes=None):
-    gen = torch.Generator().manual_seed(seed)
-    if boxes is None:
-        xy = torch.rand(n, 2, generator=gen) * torch.tensor([width, height]) * 1.1 - 0.1 * torch.tensor([width, height])
-        wh = (torch.rand(n, 2, generator=gen) * 0.8 + 0.1) * torch.tensor([width, height])
-        boxes = torch.cat([xy, xy + wh], 1)
-    if smooth:
-        coarse = torch.stack([_smooth(gen, 2, s) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)]) \
-            if n else torch.zeros(0, 2, s, s)
-        fine = torch.stack([_smooth(gen, 25, s) for _ in range(n)]) if n else torch.zeros(0, 25, s, s)
-    else:
-        coarse = torch.randn(n, 2, s, s, generator=gen)
-        fine = torch.randn(n, 25, s, s, generator=gen)
-    return boxes.float(), coarse, fine, height, width
 
 
 def check_cpu(boxes, coarse, fine, height, width):
@@ -127,17 +106,6 @@ def test_cpu_foreground_with_fine_background_shows_earlier_instance():
     assert (expected == 9).sum() > 0 and (expected == 2).sum() > 0
 
 
-def near_tie_case():
-    """Logits equal up to a few ulps: (boxes, coarse, fine, height, width)."""
-    gen = torch.Generator().manual_seed(11)
-    n, s = 3, 32
-    base = torch.randn(n, 1, s, s, generator=gen)
-    fine = base.repeat(1, 25, 1, 1) + torch.randint(-2, 3, (n, 25, s, s), generator=gen) * 1e-7
-    coarse = torch.cat([base, base + torch.randint(-1, 2, (n, 1, s, s), generator=gen) * 1e-7], 1)
-    boxes = torch.tensor([[0.0, 0.0, 200.0, 150.0], [30.0, 20.0, 180.0, 140.0], [5.0, 50.0, 120.0, 149.0]])
-    return boxes, coarse, fine, 150, 200
-
-
 def test_cpu_near_ties():
     # the exact (emulated) path must decide near-ties like F.interpolate
     check_cpu(*near_tie_case())
@@ -177,7 +145,7 @@ _TRITON_SCRIPT = textwrap.dedent("""
     os.environ["TRITON_INTERPRET"] = "1"
     sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
     import torch
-    from test_kernels import make_case
+    from cases import make_case
     from kernels import hint_lut, render_labels_reference
     from kernels.render_triton import render_labels_triton, render_hint_triton
     cases = [make_case(20, 3, 12, 40, 50), make_case(21, 2, 8, 33, 47, smooth=False),

@@ -15,10 +15,10 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, cpu_render_impl
-from test_kernels import check_cpu, make_case, near_tie_case
+from cases import make_case, near_tie_case, smooth_logits
+from test_kernels import check_cpu
 
 from kernels import render_cpu
 from kernels.reference import box_xywh_int, render_labels_reference
@@ -39,11 +39,6 @@ def fast_only(monkeypatch):
         return fallback(coarse, fine, h, w)
 
     monkeypatch.setattr(render_cpu, "_instance_labels_fallback", checked_fallback)
-
-
-def _smooth(gen, c, s, low, amp=3.0, sh=None):
-    z = torch.randn(1, c, low, low, generator=gen) * amp
-    return F.interpolate(z, size=(sh or s, s), mode="bicubic", align_corners=False)[0]
 
 
 def test_boxes_xywh_int_matches_reference():
@@ -83,8 +78,8 @@ def test_fast_parity_smoothness_sweep(fast_only, low, s):
     xy = torch.rand(n, 2, generator=gen) * torch.tensor([w, h]) * 0.7
     wh = (torch.rand(n, 2, generator=gen) * 0.5 + 0.25) * torch.tensor([w, h])
     boxes = torch.cat([xy, xy + wh], 1)
-    coarse = torch.stack([_smooth(gen, 2, s, low) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)])
-    fine = torch.stack([_smooth(gen, 25, s, low) for _ in range(n)])
+    coarse = torch.stack([smooth_logits(gen, 2, s, low) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)])
+    fine = torch.stack([smooth_logits(gen, 25, s, low) for _ in range(n)])
     check_cpu(boxes, coarse, fine, h, w)
 
 
@@ -145,8 +140,8 @@ def test_fast_parity_non_square_grid(fast_only):
     gen = torch.Generator().manual_seed(5)
     n, sh, sw = 3, 20, 31
     boxes = torch.tensor([[5.0, 5.0, 205.0, 150.0], [60.0, 20.0, 160.0, 190.0], [0.0, 100.0, 250.0, 199.0]])
-    coarse = torch.stack([_smooth(gen, 2, sw, 5, sh=sh) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)])
-    fine = torch.stack([_smooth(gen, 25, sw, 5, sh=sh) for _ in range(n)])
+    coarse = torch.stack([smooth_logits(gen, 2, sw, 5, sh=sh) + torch.tensor([0.0, 1.0])[:, None, None] for _ in range(n)])
+    fine = torch.stack([smooth_logits(gen, 25, sw, 5, sh=sh) for _ in range(n)])
     check_cpu(boxes, coarse, fine, 200, 250)
 
 
@@ -298,7 +293,7 @@ def test_without_usable_numba_the_torch_path_renders():
         import torch
         from kernels import render_cpu
         from kernels.reference import render_labels_reference
-        from test_kernels import make_case
+        from cases import make_case
         assert render_cpu.compiled_kernels() is None
         args = make_case(3, 3, 56, 120, 90, smooth=True)
         assert torch.equal(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
@@ -317,7 +312,7 @@ def test_compiled_kernels_stay_in_bounds_on_a_random_sweep(tmp_path):
         import torch
         from kernels import render_cpu
         from kernels.reference import render_labels_reference
-        from test_kernels import make_case, near_tie_case
+        from cases import make_case, near_tie_case, smooth_logits
         assert render_cpu.compiled_kernels() is not None
         gen = torch.Generator().manual_seed(11)
         cases = [near_tie_case()]
@@ -347,7 +342,7 @@ def test_compiled_kernels_work_where_numba_cannot_cache(tmp_path):
         warnings.simplefilter("error")
         from kernels import render_cpu
         from kernels.reference import render_labels_reference
-        from test_kernels import make_case
+        from cases import make_case
         kernels = render_cpu.compiled_kernels()
         assert kernels is not None and kernels._CACHE is False
         args = make_case(2, 2, 40, 90, 120)
