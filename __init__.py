@@ -1,36 +1,63 @@
-"""ComfyUI custom-node entry point (ComfyUI imports this file from custom_nodes/densevid/).
+"""densevid: DensePose conditioning videos, identical to the ComfyUI DensePose Estimator node.
 
-densevid's packages have generic names (``pipeline``, ``kernels``), and ComfyUI environments may
-already hold other packages with those names. So they are loaded here under private names,
-``densevid_kernels`` and ``densevid_pipeline``, without touching ``sys.path``.
+Public API (everything else is private and may change)::
+
+    DensePoseEstimator   load a model once, call it on RGB images
+    encode_video         one video (or image) in, its hint video (or PNG) out
+    EncodeConfig         the frozen run configuration
+    build_plan, run_batch, BatchReport, InputResult, Job, Plan
+                         many inputs: expand/shard them, run them with one model, the report
+    run_on_ray           the same on Ray (imports ray only when called)
+    EncodeResult, FrameBatch, Detections
+    DensevidError (+ InputError, OutputError, ModelError, ConfigError, UsageError)
+
+This folder is the package ``densevid`` (pip installs it under that one name; its sub-packages are
+``densevid.pipeline`` and ``densevid.kernels``) and, as it is, a ComfyUI custom node: ComfyUI
+imports it as a package (under whatever name the folder has) and reads ``NODE_CLASS_MAPPINGS``.
+Names are imported on first use, so ``import densevid`` (and ``densevid --help``) stays cheap.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
+from __future__ import annotations
 
-_ROOT = Path(__file__).resolve().parent
+import importlib
+
+# public name -> the private module that defines it
+_EXPORTS = {
+    "DensePoseEstimator": ".pipeline._api",
+    "EncodeConfig": ".pipeline._config",
+    "EncodeResult": ".pipeline._engine",
+    "encode_video": ".pipeline._engine",
+    "BatchReport": ".pipeline._batch",
+    "InputResult": ".pipeline._batch",
+    "run_batch": ".pipeline._batch",
+    "run_on_ray": ".pipeline._ray",
+    "Job": ".pipeline._inputs",
+    "Plan": ".pipeline._inputs",
+    "build_plan": ".pipeline._inputs",
+    "Detections": ".pipeline._types",
+    "FrameBatch": ".pipeline._types",
+    "DensevidError": ".pipeline._errors",
+    "ConfigError": ".pipeline._errors",
+    "InputError": ".pipeline._errors",
+    "ModelError": ".pipeline._errors",
+    "OutputError": ".pipeline._errors",
+    "UsageError": ".pipeline._errors",
+    # the ComfyUI node
+    "NODE_CLASS_MAPPINGS": ".pipeline.comfy",
+    "NODE_DISPLAY_NAME_MAPPINGS": ".pipeline.comfy",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def _load_private(package: str, alias: str):
-    if alias in sys.modules:
-        return sys.modules[alias]
-    spec = importlib.util.spec_from_file_location(alias, _ROOT / package / "__init__.py",
-                                                  submodule_search_locations=[str(_ROOT / package)])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[alias] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[alias]
-        raise
-    return module
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
 
 
-_load_private("kernels", "densevid_kernels")
-_load_private("pipeline", "densevid_pipeline")
-_comfy = importlib.import_module("densevid_pipeline.comfy")
-
-NODE_CLASS_MAPPINGS = _comfy.NODE_CLASS_MAPPINGS
-NODE_DISPLAY_NAME_MAPPINGS = _comfy.NODE_DISPLAY_NAME_MAPPINGS
-__all__ = ["NODE_CLASS_MAPPINGS", "NODE_DISPLAY_NAME_MAPPINGS"]
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

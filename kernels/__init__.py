@@ -1,8 +1,31 @@
-"""densevid kernels: DensePose label render (reference, fast exact CPU, Triton) and hint colouring."""
+"""densevid kernels: the DensePose label render (reference, fast exact CPU, Triton) and hint colouring,
+and the post-stages (framing, smoothing, IUV). Pure tensor-to-tensor functions; no I/O.
 
-from .colormaps import CMAP_NAMES, background_rgb, hint_lut
-from .reference import render_labels_reference
-from .render import BACKENDS, colorize, prepare_backend, render_hint, render_labels
+Names are imported on first use: the colormap table (``kernels.colormaps``) is read by the CLI,
+which starts without importing torch.
+"""
 
-__all__ = ["BACKENDS", "CMAP_NAMES", "background_rgb", "colorize", "hint_lut", "prepare_backend", "render_hint",
-           "render_labels", "render_labels_reference"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "CMAP_NAMES": ".colormaps", "COLORMAPS": ".colormaps", "background_rgb": ".colormaps", "hint_lut": ".colormaps",
+    "render_labels_reference": ".reference",
+    "BACKENDS": ".render", "colorize": ".render", "prepare_backend": ".render", "render_hint": ".render",
+    "render_labels": ".render",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

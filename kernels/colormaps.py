@@ -10,23 +10,30 @@ every pixel of the hint is one of these entries.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 N_PART_LABELS = 24  # DensePose's 24 body parts; 0 is background
-CMAP_NAMES = ("viridis", "parula")
+# The colormaps: name -> (OpenCV colormap, the label the ComfyUI node shows for it). A new colormap
+# is a new row here; the CLI, presets, Python API and node all take their choices from this table.
+COLORMAPS = {
+    "viridis": ("COLORMAP_VIRIDIS", "Viridis (MagicAnimate)"),
+    "parula": ("COLORMAP_PARULA", "Parula (CivitAI)"),
+}
+CMAP_NAMES = tuple(COLORMAPS)
 _VIRIDIS_ZERO_FILL_RGB = (68, 1, 84)
 
 
 def _cv2_colormap_id(cmap: str) -> int:
     import cv2
 
-    if cmap == "viridis":
-        return cv2.COLORMAP_VIRIDIS
-    if cmap == "parula":
-        return cv2.COLORMAP_PARULA
-    raise ValueError(f"unknown colormap {cmap!r}; allowed: {', '.join(CMAP_NAMES)}")
+    if cmap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {cmap!r}; allowed: {', '.join(CMAP_NAMES)}")
+    return getattr(cv2, COLORMAPS[cmap][0])
 
 
 @lru_cache(maxsize=None)
@@ -46,8 +53,10 @@ def _hint_lut_numpy(cmap: str) -> np.ndarray:
     return lut_rgb
 
 
-def hint_lut(cmap: str, device: torch.device | str = "cpu") -> torch.Tensor:
+def hint_lut(cmap: str, device: "torch.device | str" = "cpu") -> "torch.Tensor":
     """uint8 [25, 3] RGB table: row i is the hint colour of part label i (row 0: background)."""
+    import torch  # here: the colormap table above is read by the CLI, which must start without torch
+
     return torch.from_numpy(_hint_lut_numpy(cmap).copy()).to(device)
 
 

@@ -575,9 +575,9 @@ def _boxes_xywh_int(boxes_xyxy: torch.Tensor) -> list[tuple[int, int, int, int]]
 
 
 # numba's on-disk cache is keyed by the source file, and a cached function is re-linked by importing
-# its module by name. This package is imported as ``kernels`` by the CLI but as ``densevid_kernels``
-# inside ComfyUI, so the kernels module always gets this one name: each process can load what the
-# other cached (under two names, one of them would fail to load and fall back to torch ops).
+# its module by name. This package is ``densevid.kernels`` for the CLI but is named after its folder's
+# path inside ComfyUI, so the kernels module always gets this one name: each process can load what
+# the other cached (under two names, one of them would fail to load and compile again).
 _KERNELS_MODULE = "_densevid_render_kernels"
 
 

@@ -1,6 +1,6 @@
 """The Python API: load a model once, turn RGB images into hint images.
 
-    from pipeline import DensePoseEstimator
+    from densevid import DensePoseEstimator
     estimator = DensePoseEstimator("r50", cmap="viridis", resolution=512)
     hint = estimator(image_rgb)          # uint8 HxWx3 -> uint8 hxwx3 (short side = resolution)
     hints = estimator(frames_rgb)        # uint8 BxHxWx3 -> list of hints (sizes may differ)
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._kernels import colorize, hint_lut, prepare_backend, render_hint, render_iuv, render_labels
-
+from ..kernels import colorize, hint_lut, prepare_backend, render_hint, render_labels
+from ..kernels.iuv import render_iuv
 from ._config import EncodeConfig
 from ._models import DensePoseModel, load_model, resolve_model_path
 from ._preprocess import resize_and_pad
@@ -32,7 +32,7 @@ class DensePoseEstimator:
                  half: bool = False, model_dir: str | Path | None = None, render_backend: str = "auto",
                  _config: EncodeConfig | None = None) -> None:
         config = _config or EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, half=half,
-                                         model_dir=Path(model_dir) if model_dir else None).with_env()
+                                         model_dir=Path(model_dir) if model_dir else None)
         self.config = config
         self.device = config.torch_device
         self.render_backend = render_backend
@@ -62,7 +62,7 @@ class DensePoseEstimator:
 
     def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """CPU: resize + pad as the node does. Returns (padded image, hint size (h, w))."""
-        return resize_and_pad(image_rgb, self.config.resolution)
+        return resize_and_pad(image_rgb, self.config.detection_resolution)
 
     def detect(self, padded_rgb: torch.Tensor) -> Detections:
         """Run the model on one padded uint8 HWC RGB image (any device)."""

@@ -41,7 +41,8 @@ from ._encode import VideoWriter, check_output_dir, default_output_path, write_p
 from ._errors import ConfigError, OutputError
 from ._fps import resample
 from ._framing import FramePlan, plan_framing
-from ._kernels import TemporalSmoother, frame_maps
+from ..kernels.framing import frame_maps
+from ..kernels.smooth import TemporalSmoother
 from ._outputs import FramesDirWriter, IuvWriter
 from ._preprocess import resize_and_pad
 from ._types import FrameBatch
@@ -236,7 +237,7 @@ def check_outputs(input_path: Path, output_path: Path | None, info: VideoInfo, c
 def frame_plan(info: VideoInfo, config) -> FramePlan:
     """The framing of this input under this config (ConfigError for a crop box that does not fit)."""
     return plan_framing(info.height, info.width, size=config.size, fit=config.fit, crop_box=config.crop_box,
-                        resolution=config.resolution, auto_resolution=config.auto_resolution)
+                        resolution=config.resolution)
 
 
 def _kept_batches(batches, info: VideoInfo, config) -> "Iterator[tuple[FrameBatch, list[tuple[int, ...]]]]":
@@ -274,16 +275,13 @@ def _encode_image(input_path: Path, out: Path, estimator: DensePoseEstimator, pl
                   started):
     batch = next(iter_frame_batches(input_path, batch_size=1))
     frame = plan.crop_frame(batch.frames_rgb[0].numpy())
-    if plan.crop is None and not plan.needs_label_stage:
-        hint = estimator.hint(frame)
+    padded, hint_hw = resize_and_pad(frame, plan.resolution)  # this call's resolution, not the estimator's
+    detections = estimator.detect(torch.from_numpy(padded))
+    if plan.needs_label_stage:
+        labels = frame_maps(estimator.render_labels(detections, hint_hw), plan.content_hw, plan.out_hw, 0)
+        hint = estimator.colorize(labels)
     else:
-        padded, hint_hw = resize_and_pad(frame, plan.resolution)
-        detections = estimator.detect(torch.from_numpy(padded))
-        if plan.needs_label_stage:
-            labels = frame_maps(estimator.render_labels(detections, hint_hw), plan.content_hw, plan.out_hw, 0)
-            hint = estimator.colorize(labels)
-        else:
-            hint = estimator.render(detections, hint_hw)
+        hint = estimator.render(detections, hint_hw)
     write_png(out, hint.cpu().numpy(), overwrite=config.overwrite)
     if progress:
         progress(1)

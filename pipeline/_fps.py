@@ -18,22 +18,6 @@ import math
 from fractions import Fraction
 from typing import Iterable, Iterator
 
-from ._errors import ConfigError
-
-MAX_FPS = 1000
-
-
-def parse_fps(value) -> Fraction:
-    """'25', '29.97', '30000/1001' (or a number) -> a positive Fraction; ConfigError otherwise."""
-    try:
-        fps = Fraction(str(value).strip()) if not isinstance(value, Fraction) else value
-    except (ValueError, ZeroDivisionError):
-        raise ConfigError(f"fps must be a positive number like 25, 29.97 or 30000/1001, got {value!r}") from None
-    if not 0 < fps <= MAX_FPS:
-        raise ConfigError(f"fps must be in (0, {MAX_FPS}], got {value!r}")
-    return fps
-
-
 def _ceil(x: Fraction) -> int:
     return math.ceil(x)
 

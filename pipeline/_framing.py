@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._config import FIT_CHOICES
+from ._config import DEFAULT_RESOLUTION, FITS
 from ._errors import ConfigError
 from ._preprocess import resized_size
 
@@ -67,21 +67,6 @@ class FramePlan:
         return out
 
 
-def parse_crop_box(text) -> tuple[int, int, int, int]:
-    """'x,y,w,h' (or a sequence of 4 ints) -> a validated tuple; ConfigError otherwise."""
-    parts = text.split(",") if isinstance(text, str) else list(text)
-    try:
-        values = tuple(int(str(p).strip()) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4:
-        raise ConfigError(f"crop box must be four integers x,y,w,h, got {text!r}")
-    x, y, w, h = values
-    if x < 0 or y < 0 or w < 1 or h < 1:
-        raise ConfigError(f"crop box {x},{y},{w},{h}: x and y must be >= 0, w and h >= 1")
-    return values
-
-
 def _pad_resolution(src_h: int, src_w: int, content_hw: tuple[int, int]) -> int:
     """A short-side resolution whose resize gives exactly ``content_hw`` when one exists."""
     guess = max(1, min(content_hw))
@@ -91,23 +76,25 @@ def _pad_resolution(src_h: int, src_w: int, content_hw: tuple[int, int]) -> int:
     return guess
 
 
-def plan_framing(height: int, width: int, *, size: int | None, fit: str | None, crop_box, resolution: int,
-                 auto_resolution: bool) -> FramePlan:
-    """The framing of a (height x width, upright) source. Raises ConfigError for a box that does not fit."""
+def plan_framing(height: int, width: int, *, size: int | None, fit: str | None,
+                 crop_box: tuple[int, int, int, int] | None, resolution: int | None) -> FramePlan:
+    """The framing of a (height x width, upright) source. ``resolution=None``: not chosen (512, or
+    what ``size``/``fit`` imply). Raises ConfigError for a box that does not fit."""
     crop = None
     if crop_box is not None:
-        x, y, w, h = parse_crop_box(crop_box)
+        x, y, w, h = crop_box
         if x + w > width or y + h > height:
             raise ConfigError(f"crop box {x},{y},{w},{h} does not fit in the {width}x{height} (upright) frame; "
                               f"need x + w <= {width} and y + h <= {height}")
         crop = (x, y, w, h)
     if size is None:
         src_h, src_w = (crop[3], crop[2]) if crop else (height, width)
-        hint = resized_size(src_h, src_w, resolution)
-        return FramePlan(crop, resolution, hint, hint, hint)
+        res = resolution if resolution is not None else DEFAULT_RESOLUTION
+        hint = resized_size(src_h, src_w, res)
+        return FramePlan(crop, res, hint, hint, hint)
     fit = fit or "crop"
-    if fit not in FIT_CHOICES:
-        raise ConfigError(f"unknown fit {fit!r}; allowed: {', '.join(FIT_CHOICES)}")
+    if fit not in FITS:
+        raise ConfigError(f"unknown fit {fit!r}; allowed: {', '.join(FITS)}")
     if fit == "crop" and crop is None:
         side = min(height, width)
         crop = ((width - side) // 2, (height - side) // 2, side, side)
@@ -119,8 +106,8 @@ def plan_framing(height: int, width: int, *, size: int | None, fit: str | None, 
     if fit == "pad":
         long_side = max(src_h, src_w)
         content = (max(1, int(np.round(src_h * size / long_side))), max(1, int(np.round(src_w * size / long_side))))
-        res = resolution if not auto_resolution else _pad_resolution(src_h, src_w, content)
+        res = resolution if resolution is not None else _pad_resolution(src_h, src_w, content)
     else:  # crop (square source) or stretch
         content = out
-        res = resolution if not auto_resolution else size
+        res = resolution if resolution is not None else size
     return FramePlan(crop, res, resized_size(src_h, src_w, res), content, out)

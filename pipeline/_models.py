@@ -16,8 +16,8 @@ probe call on a black image then checks the output contract before any real fram
 Hub access goes through ``huggingface_hub`` (which honours ``HF_HOME`` / ``HF_HUB_CACHE`` and
 ``HF_HUB_OFFLINE``). ``huggingface_hub`` reads those variables once, at import; this module re-reads
 them on every call, so a change made after import (e.g. by a test) is honoured too, and the cache is
-always checked first, so a cached file works offline. ``DENSEVID_MODEL_DIR`` is read by the caller and
-passed in as ``model_dir``.
+always checked first, so a cached file works offline. ``DENSEVID_MODEL_DIR`` is read here too, when the
+caller passes no ``model_dir``: every entry point (CLI, Python API, batch, Ray, ComfyUI) honours it.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
     """Path of the model file named by ``spec``, finding or downloading it if needed.
 
     ``spec`` is "r50", "r101", one of their file names, or a path to a local TorchScript file. A name
-    is looked up in ``model_dir`` first (the caller's DENSEVID_MODEL_DIR), then in the Hugging Face
+    is looked up in ``model_dir`` first (default: $DENSEVID_MODEL_DIR), then in the Hugging Face
     cache, then downloaded from ``MODEL_REPO`` unless offline (``offline=None``: HF_HUB_OFFLINE decides).
     Raises ModelError (one line) when the file cannot be found or obtained.
     """
@@ -142,6 +142,8 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
     filename = known[spec]
 
     looked: list[str] = []
+    if model_dir is None:
+        model_dir = os.environ.get("DENSEVID_MODEL_DIR") or None
     if model_dir:
         directory = Path(os.path.expanduser(str(model_dir)))
         candidate = directory / filename

@@ -131,11 +131,13 @@ def remove_partials(job: Job, config: EncodeConfig) -> None:
 
 
 def _portable(config: EncodeConfig) -> EncodeConfig:
-    """Paths in the config made absolute: workers do not share the driver's working directory."""
+    """Paths in the config made absolute, the driver's DENSEVID_MODEL_DIR made explicit: workers share
+    neither the driver's working directory nor (on a cluster) its environment."""
     model = config.model
     if _looks_like_path(model) or Path(model).is_file():
         model = os.path.abspath(os.path.expanduser(model))
-    model_dir = Path(os.path.abspath(config.model_dir)) if config.model_dir else None
+    model_dir = config.model_dir or os.environ.get("DENSEVID_MODEL_DIR") or None
+    model_dir = Path(os.path.abspath(os.path.expanduser(str(model_dir)))) if model_dir else None
     return replace(config, model=model, model_dir=model_dir, progress=False)
 
 

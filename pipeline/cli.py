@@ -11,11 +11,8 @@ from pathlib import Path
 
 import click
 
-from ._config import (CMAP_CHOICES, FIT_CHOICES, MAX_BATCH_SIZE, MAX_RESOLUTION, MAX_SIZE, MAX_SMOOTH, MIN_RESOLUTION,
-                      MIN_SIZE, EncodeConfig)
-from ._errors import DensevidError, UsageError
-from ._fps import parse_fps
-from ._framing import parse_crop_box
+from ._config import SETTINGS, EncodeConfig, flag_of
+from ._errors import ConfigError, DensevidError, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -62,74 +59,37 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     click.echo(f"densevid: warning: {message}", err=True)
 
 
-# --- issue 6: framing, frame rate, smoothing, training outputs, presets ------------------------------
-# Kept as one group of options applied to `encode`, and one helper that builds the config, so the
-# command's own signature stays small.
+# --- the settings of `encode`: one option per row of _config.SETTINGS ---------------------------------
 
-def _even_size(ctx, param, value):
-    if value is not None and value % 2:
-        raise click.BadParameter(f"{value} is odd; the output is N x N H.264 (yuv420p needs even sides)")
-    return value
-
-
-def _parsed_with(parse):
-    """A click callback running ``parse`` on a given value, its DensevidError shown as a bad parameter."""
+def _checked(setting):
+    """A click callback parsing the value with the setting's own parser (a bad value: exit 2)."""
     def callback(ctx, param, value):
-        if value is None:
-            return None
+        if value is None or (setting.is_switch and value is False):
+            return value
         try:
-            return parse(value)
-        except DensevidError as error:
+            return setting.parse(value)
+        except ConfigError as error:
             raise click.BadParameter(str(error)) from None
     return callback
 
 
-def _odd_smooth(ctx, param, value):
-    if value % 2 == 0:
-        raise click.BadParameter(f"{value} is even; the window is centred, so it must be odd (1 = off)")
-    return value
-
-
-OUTPUT_OPTIONS = [
-    click.option("--preset", default=None, metavar="NAME",
-                 help="Named settings from configs/ (see `densevid presets`), e.g. magicanimate. Flags given "
-                      "explicitly override it."),
-    click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
-                 help="A preset TOML file of your own (same keys as configs/*.toml)."),
-    click.option("--size", type=click.IntRange(MIN_SIZE, MAX_SIZE), default=None, callback=_even_size,
-                 help="Output exactly SIZE x SIZE (even). See --fit. MagicAnimate wants 512."),
-    click.option("--fit", type=click.Choice(FIT_CHOICES), default=None,
-                 help="How --size frames a non-square video. crop (default): a centred square (or --crop-box) is "
-                      "cut from the SOURCE before detection, so the model sees the person at SIZE. pad: the model "
-                      "sees the whole frame (long side SIZE); the hint is centred on the background colour. "
-                      "stretch: the hint is resized to SIZE x SIZE (nearest), as MagicAnimate's demo does."),
-    click.option("--crop-box", default=None, metavar="X,Y,W,H", callback=_parsed_with(parse_crop_box),
-                 help="Crop this box of the upright source before detection (square with --fit crop)."),
-    click.option("--fps", default=None, metavar="F", callback=_parsed_with(parse_fps),
-                 help="Resample to F frames/s by dropping or repeating frames (25, 29.97, 30000/1001); dropped "
-                      "frames are never detected. Default: keep the source's timestamps."),
-    click.option("--smooth", type=click.IntRange(1, MAX_SMOOTH), default=1, show_default=True, callback=_odd_smooth,
-                 metavar="K", help="Per-pixel temporal majority vote of part labels over K frames (odd, centred; "
-                                   "1 = off, the node's exact output)."),
-    click.option("--frames", "frames_dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
-                 help="Also write the hint frames as numbered lossless PNGs DIR/000000.png ..."),
-    click.option("--preview", "preview_path", type=click.Path(path_type=Path), default=None, metavar="PATH.mp4",
-                 help="Also write a side-by-side H.264 video: source (framed the same way) | hint."),
-    click.option("--iuv", "iuv_path", type=click.Path(path_type=Path), default=None, metavar="PATH.npz",
-                 help="Also write I (uint8 part index), U, V (float16 in [0,1]) and pts_seconds per frame as a "
-                      "compressed .npz (numpy.load)."),
-]
-
-
-def output_options(command):
-    for option in reversed(OUTPUT_OPTIONS):
+def settings_options(command):
+    """Add an option for every setting of the table, in its order (so --help lists them so)."""
+    for setting in reversed([s for s in SETTINGS if s.flag]):
+        default_shown = setting.default not in (None, False)
+        if setting.is_switch:
+            option = click.option(flag_of(setting.name), setting.name, is_flag=True, default=False, help=setting.help)
+        else:
+            option = click.option(flag_of(setting.name), setting.name, default=setting.default,
+                                  type=click.Choice(setting.choices) if setting.choices else None,
+                                  metavar=setting.metavar, show_default=default_shown, callback=_checked(setting),
+                                  help=setting.help)
         command = option(command)
-    return command
-
-
-# settings a preset may set, with the encode flag (parameter name) that overrides it
-_PRESET_KEYS = ("model", "cmap", "resolution", "batch_size", "half", "lossless", "size", "fit", "crop_box", "fps",
-                "smooth")
+    return click.option("--preset", default=None, metavar="NAME",
+                        help="Named settings from configs/ (see `densevid presets`), e.g. magicanimate. Flags given "
+                             "explicitly override it.")(
+        click.option("--config", "config_file", type=click.Path(path_type=Path), default=None, metavar="FILE",
+                     help="A preset TOML file of your own (same keys as configs/*.toml).")(command))
 
 
 def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
@@ -150,13 +110,9 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
         return source is not None and source not in (click.core.ParameterSource.DEFAULT,
                                                       click.core.ParameterSource.DEFAULT_MAP)
 
-    values = {}
-    for key in _PRESET_KEYS:
-        values[key] = params[key] if explicit(key) or key not in preset else preset[key]
-    return EncodeConfig(**values, device=params["device"], overwrite=params["overwrite"], progress=not quiet,
-                        auto_resolution=not explicit("resolution") and "resolution" not in preset,
-                        frames_dir=params["frames_dir"], preview_path=params["preview_path"],
-                        iuv_path=params["iuv_path"]).with_env()
+    values = {s.name: params[s.name] if explicit(s.name) or s.name not in preset else preset[s.name]
+              for s in SETTINGS if s.flag}
+    return EncodeConfig(**values, progress=not quiet)
 
 
 @main.command()
@@ -166,22 +122,7 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
                    "a directory, a glob or --from-list: a directory (created if missing) where the outputs mirror "
                    "the inputs' relative paths. Default: beside each input, as INPUT-stem_densepose.mp4 "
                    "(.mkv with --lossless, .png for images).")
-@click.option("--model", default="r50", show_default=True,
-              help="r50, r101, a hub file name (densepose_r50_fpn_dl.torchscript), or a path to a TorchScript file.")
-@click.option("--cmap", type=click.Choice(CMAP_CHOICES), default="viridis", show_default=True,
-              help="viridis on a (68,1,84) background (MagicAnimate) or parula on black (CivitAI).")
-@click.option("--resolution", type=click.IntRange(MIN_RESOLUTION, MAX_RESOLUTION), default=512, show_default=True,
-              help="Short side of the image the model sees, and of the output. With --size, the model sees "
-                   "what --fit says unless --resolution is given too.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(1, MAX_BATCH_SIZE), default=8, show_default=True,
-              help="Frames per batch moved between pipeline stages.")
-@click.option("--half", is_flag=True, help="Run the model in fp16 (CUDA only; ignored on the CPU).")
-@click.option("--lossless", is_flag=True,
-              help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels.")
-@click.option("--overwrite", is_flag=True,
-              help="Redo inputs whose output exists (default: an existing output is complete, so it is skipped).")
-# --- batch options (issue 4) ---
+@settings_options
 @click.option("--from-list", "list_files", multiple=True, metavar="FILE",
               help="Read more INPUTs from FILE, one per line ('-' for stdin; blank lines and # comments ignored).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
@@ -195,11 +136,8 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
 @click.option("--ray-actors", type=click.IntRange(1, 4096), default=None, metavar="N",
               help="With --ray: number of actors (default: one per GPU of the cluster; 2 CPU actors without GPUs).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bars, no per-input lines, no summary (errors still shown).")
-@output_options
-def encode(inputs: tuple[str, ...], output_path: Path | None, model: str, cmap: str, resolution: int, device: str,
-           batch_size: int, half: bool, lossless: bool, overwrite: bool, list_files: tuple[str, ...],
-           report_path: Path | None, shard: str | None, ray_address: str | None, ray_actors: int | None,
-           quiet: bool, **_output_options) -> None:
+def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[str, ...], report_path: Path | None,
+           shard: str | None, ray_address: str | None, ray_actors: int | None, quiet: bool, **_settings) -> None:
     """Render the DensePose hint video of every INPUT.
 
     INPUT is a video or image file, a directory (searched recursively for video and image files),

@@ -13,12 +13,12 @@ import numpy as np
 import torch
 
 from ._api import DensePoseEstimator
-from ._config import EncodeConfig
+from ..kernels.colormaps import COLORMAPS
+from ._config import MAX_RESOLUTION, MIN_RESOLUTION, EncodeConfig
 from ._models import MODEL_FILES, load_model, resolve_model_path
 
 MODEL_CHOICES = [MODEL_FILES["r50"], MODEL_FILES["r101"]]
-CMAP_CHOICES = ["Viridis (MagicAnimate)", "Parula (CivitAI)"]
-MAX_NODE_RESOLUTION = 4096
+CMAP_BY_LABEL = {label: name for name, (_, label) in COLORMAPS.items()}
 
 _loaded_models: dict[tuple[str, str], object] = {}
 _lock = threading.Lock()
@@ -33,7 +33,7 @@ def _comfy_device() -> str:
 
 
 def _estimator(model: str, cmap: str, resolution: int, device: str) -> DensePoseEstimator:
-    config = EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device).with_env()
+    config = EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device)
     key = (model, str(config.torch_device))
     with _lock:  # load each model once per process and device
         if key not in _loaded_models:
@@ -48,8 +48,8 @@ class DensePose_Preprocessor:
             "required": {"image": ("IMAGE",)},
             "optional": {
                 "model": (MODEL_CHOICES, {"default": MODEL_CHOICES[0]}),
-                "cmap": (CMAP_CHOICES, {"default": CMAP_CHOICES[0]}),
-                "resolution": ("INT", {"default": 512, "min": 64, "max": MAX_NODE_RESOLUTION, "step": 64}),
+                "cmap": (list(CMAP_BY_LABEL), {"default": COLORMAPS["viridis"][1]}),
+                "resolution": ("INT", {"default": 512, "min": MIN_RESOLUTION, "max": MAX_RESOLUTION, "step": 64}),
             },
         }
 
@@ -57,9 +57,11 @@ class DensePose_Preprocessor:
     FUNCTION = "execute"
     CATEGORY = "ControlNet Preprocessors/Faces and Poses Estimators"
 
-    def execute(self, image: torch.Tensor, model: str = MODEL_CHOICES[0], cmap: str = CMAP_CHOICES[0],
+    def execute(self, image: torch.Tensor, model: str = MODEL_CHOICES[0], cmap: str = COLORMAPS["viridis"][1],
                 resolution: int = 512):
-        estimator = _estimator(model, "viridis" if "Viridis" in cmap else "parula", int(resolution), _comfy_device())
+        if cmap not in CMAP_BY_LABEL:
+            raise ValueError(f"unknown colormap {cmap!r}; allowed: {', '.join(CMAP_BY_LABEL)}")
+        estimator = _estimator(model, CMAP_BY_LABEL[cmap], int(resolution), _comfy_device())
         hints = []
         for frame in image:
             frame_u8 = np.asarray(frame.cpu().numpy() * 255.0, dtype=np.uint8)  # truncation, as the node

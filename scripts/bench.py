@@ -44,14 +44,13 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from pipeline._api import DensePoseEstimator  # noqa: E402
-from pipeline._decode import iter_frame_batches, probe_video  # noqa: E402
-from pipeline._encode import VideoWriter  # noqa: E402
-from pipeline._engine import encode_video  # noqa: E402
-from pipeline._preprocess import padded_size, resize_and_pad, resized_size  # noqa: E402
+from densevid.pipeline._api import DensePoseEstimator  # noqa: E402
+from densevid.pipeline._decode import iter_frame_batches, probe_video  # noqa: E402
+from densevid.pipeline._encode import VideoWriter  # noqa: E402
+from densevid.pipeline._engine import encode_video  # noqa: E402
+from densevid.pipeline._preprocess import padded_size, resize_and_pad, resized_size  # noqa: E402
 
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "dance_576x1024.mp4"
 RESOLUTION = 512
@@ -321,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
         return "PASS" if flag else "FAIL"
 
     print()
-    print(f"| variant | frames | seconds | frames/s | ratio vs naive | ratio vs I/O floor | CPU s (user+sys) |")
+    print("| variant | frames | seconds | frames/s | ratio vs naive | ratio vs I/O floor | CPU s (user+sys) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     print(f"| (a) I/O floor: decode + resize/pad + x264 encode (best of {args.repeats}) | {a_frames} | {a_sec:.2f} | "
           f"{fps['a']:.1f} | {fps['a'] / fps['c']:.2f}x | 1.00x | {a_cpu:.1f} |")

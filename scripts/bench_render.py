@@ -15,19 +15,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernels import hint_lut, render_cpu  # noqa: E402
-from kernels.reference import render_labels_reference  # noqa: E402
-from kernels.render import render_hint  # noqa: E402
-from kernels.render_cpu import render_labels_cpu  # noqa: E402
+from densevid.kernels import hint_lut, render_cpu  # noqa: E402
+from densevid.kernels.reference import render_labels_reference  # noqa: E402
+from densevid.kernels.render import render_hint  # noqa: E402
+from densevid.kernels.render_cpu import render_labels_cpu  # noqa: E402
 
 H, W, S = 512, 910, 112
 BOXES = torch.tensor([[40.0, 20.0, 330.0, 505.0], [300.0, 8.0, 600.0, 500.0], [560.0, 30.0, 880.0, 510.0]])
@@ -83,7 +80,7 @@ def main() -> None:
     cuda = torch.cuda.is_available()
     if cuda:
         try:
-            from kernels.render_triton import render_labels_triton
+            from densevid.kernels.render_triton import render_labels_triton
 
             def triton_fn(b, c, f, h, w):
                 out = render_labels_triton(b, c, f, h, w)

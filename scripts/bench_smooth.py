@@ -25,14 +25,13 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dataclasses import replace  # noqa: E402
 
-from pipeline import DensePoseEstimator, EncodeConfig, encode_video  # noqa: E402
-from kernels.smooth import smooth_labels  # noqa: E402
+from densevid import DensePoseEstimator, EncodeConfig, encode_video  # noqa: E402
+from densevid.kernels.smooth import smooth_labels  # noqa: E402
 
 DANCE = ROOT.parent / "shared" / "data" / "dance_576x1024.mp4"
 

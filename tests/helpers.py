@@ -52,7 +52,7 @@ CPU_IMPLS = ("compiled", "torch")
 @contextlib.contextmanager
 def cpu_render_impl(name: str):
     """Within the block the CPU render (labels and colouring) uses implementation ``name``."""
-    from kernels import render_cpu
+    from densevid.kernels import render_cpu
 
     if name not in CPU_IMPLS:
         raise ValueError(f"unknown CPU render implementation {name!r}; allowed: {CPU_IMPLS}")
@@ -91,7 +91,7 @@ def labels_from_hint(hint_rgb, cmap: str = "viridis"):
     """uint8 label map from an exactly coloured hint (lossless or PNG), through the inverse colormap."""
     import numpy as np
 
-    from kernels import hint_lut
+    from densevid.kernels import hint_lut
 
     lut = hint_lut(cmap).numpy().astype(np.int64)
     codes = {int(r) << 16 | int(g) << 8 | int(b): i for i, (r, g, b) in enumerate(lut)}
@@ -105,6 +105,13 @@ def labels_from_hint(hint_rgb, cmap: str = "viridis"):
     return out
 
 
+def subprocess_env(*paths, **variables) -> dict:
+    """The environment for a Python subprocess: ours, with ``paths`` put in front of PYTHONPATH
+    (kept, so a checkout put on PYTHONPATH is the densevid the subprocess imports too)."""
+    python_path = [str(p) for p in paths] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {**os.environ, **variables, "PYTHONPATH": os.pathsep.join(python_path)}
+
+
 def cuda_available() -> bool:
     return torch.cuda.is_available() and os.environ.get("DENSEVID_TEST_NO_CUDA") != "1"
 
@@ -113,7 +120,7 @@ def run_cli(*args, catch: bool = False):
     """`densevid encode ARGS --quiet` in-process; exceptions propagate unless ``catch``."""
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from densevid.pipeline.cli import main
 
     return CliRunner().invoke(main, ["encode", *map(str, args), "--quiet"], catch_exceptions=catch)
 

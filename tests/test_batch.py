@@ -16,9 +16,9 @@ from click.testing import CliRunner
 
 from clips import make_clip, make_image, synthetic_frames
 from helpers import decode_all, run_cli
-from pipeline._errors import UsageError
-from pipeline._inputs import build_plan, expand_inputs, parse_shard, shard_of
-from pipeline.cli import main
+from densevid.pipeline._errors import UsageError
+from densevid.pipeline._inputs import build_plan, expand_inputs, parse_shard, shard_of
+from densevid.pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CORRUPT_REASON = "not a readable video or image file"
@@ -81,8 +81,8 @@ def test_corrupt_input_fails_alone_and_rerun_skips_the_rest(tmp_path, standin_mo
     assert all(isinstance(e["seconds"], float) for e in data["inputs"])
 
     # the same command again: both outputs skipped without decoding them, no model load
-    import pipeline._api as api
-    import pipeline._decode as decode
+    import densevid.pipeline._api as api
+    import densevid.pipeline._decode as decode
 
     probed, loads = [], []
     real_probe, real_from_config = decode.probe_video, api.DensePoseEstimator.from_config
@@ -123,7 +123,7 @@ def test_all_done_or_skipped_exits_0_and_prints_a_summary(tmp_path, standin_mode
 
 
 def test_model_is_loaded_once_per_process(tmp_path, standin_models, monkeypatch):
-    import pipeline._api as api
+    import densevid.pipeline._api as api
 
     make_tree(tmp_path)
     loads = []
@@ -251,7 +251,7 @@ def test_from_list_reads_paths_comments_and_stdin(tmp_path, standin_models):
     assert result.exit_code == 0, result.output
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.mkv")) == ["a_densepose.mkv",
                                                                                 "sub/b_densepose.mkv"]
-    from pipeline.cli import main as cli_main
+    from densevid.pipeline.cli import main as cli_main
 
     result = CliRunner().invoke(cli_main, ["encode", "--from-list", "-", "-o", str(out), "--quiet",
                                            *map(str, batch_args(standin_models))], input=f"{files['a']}\n")
@@ -301,10 +301,10 @@ def test_ray_word_that_is_not_an_address_is_an_input(tmp_path, standin_models, m
 
     def fake_run_on_ray(jobs, config, address, num_actors, on_result):
         seen.update(inputs=[j.input_path for j in jobs], address=address)
-        from pipeline._batch import run_batch
+        from densevid.pipeline._batch import run_batch
         return run_batch(jobs, config, on_result=on_result)
 
-    import pipeline._ray as ray_module
+    import densevid.pipeline._ray as ray_module
     monkeypatch.setattr(ray_module, "run_on_ray", fake_run_on_ray)
     result = run_cli("--ray", files["a"], files["b"], "-o", tmp_path / "o", *batch_args(standin_models))
     assert result.exit_code == 0, result.output
@@ -332,9 +332,9 @@ def test_model_that_cannot_load_stops_the_batch_in_one_line(tmp_path, monkeypatc
 
 
 def _spawn(args):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("DENSEVID_MODEL_DIR", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "encode", *map(str, args), "--quiet"],
+    return subprocess.Popen([sys.executable, "-m", "densevid.pipeline.cli", "encode", *map(str, args), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
 from helpers import assert_exact, decode_all, run_cli
 from node_reference import node_hint
-from pipeline.cli import main
+from densevid.pipeline.cli import main
 
 
 # variable frame rate with a non-zero start, in a 1/1000 time base (exactly representable in MKV)
@@ -146,7 +146,7 @@ def test_help_explains_itself():
 
 def test_real_process_prints_no_traceback(tmp_path):
     # the installed console entry point, as a user runs it
-    result = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(tmp_path / "nope.mp4")],
+    result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(tmp_path / "nope.mp4")],
                             capture_output=True, text=True)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
@@ -163,7 +163,7 @@ def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tm
     for name, extra_path in (("with", []), ("without", [str(stub.parent)])):
         outputs[name] = tmp_path / f"{name}.mkv"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(extra_path + sys.path)}
-        result = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(clip), "-o", str(outputs[name]),
+        result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(clip), "-o", str(outputs[name]),
                                  "--lossless", "--model", str(standin_models["tuple"]), "--resolution", "64",
                                  "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr

@@ -11,7 +11,7 @@ import torch
 
 from helpers import REPO_ROOT
 from node_reference import blob_frames, node_hint
-from pipeline.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DensePose_Preprocessor
+from densevid.pipeline.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DensePose_Preprocessor
 
 R50 = "densepose_r50_fpn_dl.torchscript"
 R101 = "densepose_r101_fpn_dl.torchscript"
@@ -53,52 +53,67 @@ def test_node_output_equals_original_node(model_dir_with_r50, tuple_model, cmap,
         assert torch.equal(hints[i], torch.from_numpy(expected))
 
 
-def test_repository_entry_point_does_not_shadow_other_packages(tmp_path, model_dir_with_r50):
-    # ComfyUI imports custom_nodes/densevid/__init__.py; another package named `kernels` must survive.
-    fake = tmp_path / "site"
-    (fake / "kernels").mkdir(parents=True)
-    (fake / "kernels" / "__init__.py").write_text("WHO = 'someone else'\n")
-    script = textwrap.dedent(f"""
-        import importlib.util, sys
-        sys.path.insert(0, {str(fake)!r})
-        spec = importlib.util.spec_from_file_location("densevid_node", {str(REPO_ROOT / '__init__.py')!r},
-                                                      submodule_search_locations=[{str(REPO_ROOT)!r}])
+def _checkout_copy(parent):
+    """A copy of the package's files (a fresh numba cache) as ComfyUI/custom_nodes/densevid would hold it."""
+    checkout = parent / "custom_nodes" / "densevid"
+    checkout.mkdir(parents=True)
+    for name in ("kernels", "pipeline", "configs"):
+        shutil.copytree(REPO_ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO_ROOT / "__init__.py", checkout / "__init__.py")
+    return checkout
+
+
+def _load_as_comfyui_does(checkout) -> str:
+    """Python that imports ``checkout`` the way ComfyUI's nodes.load_custom_node does (module name =
+    the folder's path with dots replaced), leaving the module in ``node``."""
+    return textwrap.dedent(f"""
+        import importlib.util, os, sys
+        module_path = {str(checkout)!r}
+        sys_module_name = module_path.replace(".", "_x_")
+        spec = importlib.util.spec_from_file_location(sys_module_name, os.path.join(module_path, "__init__.py"))
         node = importlib.util.module_from_spec(spec)
+        sys.modules[sys_module_name] = node
         spec.loader.exec_module(node)
-        import kernels
-        assert kernels.WHO == 'someone else', kernels
-        assert 'pipeline' not in sys.modules
+        assert hasattr(node, "NODE_CLASS_MAPPINGS") and getattr(node, "WEB_DIRECTORY", None) is None
+    """)
+
+
+def test_loads_as_a_comfyui_custom_node_beside_other_packages_named_pipeline_and_kernels(tmp_path, model_dir_with_r50):
+    # ComfyUI imports custom_nodes/densevid/ as a package named after its path (here with a dot in
+    # it, which ComfyUI rewrites); packages called `kernels` or `pipeline` elsewhere must survive
+    checkout = _checkout_copy(tmp_path / "Comfy.UI")
+    fake = tmp_path / "site"
+    for name in ("kernels", "pipeline"):
+        (fake / name).mkdir(parents=True)
+        (fake / name / "__init__.py").write_text("WHO = 'someone else'\n")
+    script = f"import sys; sys.path.insert(0, {str(fake)!r})\n" + _load_as_comfyui_does(checkout) + textwrap.dedent("""
+        import kernels, pipeline
+        assert kernels.WHO == pipeline.WHO == 'someone else'
         cls = node.NODE_CLASS_MAPPINGS['Inference_Core_DensePosePreprocessor']
         print(cls.__module__)
+        print(node.NODE_DISPLAY_NAME_MAPPINGS['Inference_Core_DensePosePreprocessor'])
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "densevid_pipeline.comfy"
+    module, display = result.stdout.strip().splitlines()
+    assert module == str(checkout).replace(".", "_x_") + ".pipeline.comfy"
+    assert display == "[Inference.Core] DensePose Estimator"
 
 
 def test_compiled_render_cache_is_shared_by_the_node_and_the_cli(tmp_path):
-    # numba caches by source file: what the ComfyUI node (package `densevid_kernels`) compiled must
-    # load in a CLI process (package `kernels`) and the other way round, not silently fall back
-    # to the slower torch path. A copy of the sources gives a fresh cache.
-    import shutil
-
-    checkout = tmp_path / "densevid"
-    checkout.mkdir()
-    for name in ("kernels", "pipeline"):
-        shutil.copytree(REPO_ROOT / name, checkout / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO_ROOT / "__init__.py", checkout / "__init__.py")
-    as_node = textwrap.dedent(f"""
-        import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("densevid_node", {str(checkout / '__init__.py')!r},
-                                                      submodule_search_locations=[{str(checkout)!r}])
-        node = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(node)
-        assert sys.modules["densevid_kernels.render_cpu"].compiled_kernels() is not None
+    # numba caches by source file: what the ComfyUI node (package named after its path) compiled
+    # must load in a CLI process (package `densevid`) and the other way round, not be compiled
+    # again or fall back to a slower path. A copy of the sources gives a fresh cache.
+    checkout = _checkout_copy(tmp_path)
+    as_node = _load_as_comfyui_does(checkout) + textwrap.dedent("""
+        render_cpu = sys.modules[node.__name__ + ".kernels.render_cpu"] if node.__name__ + ".kernels.render_cpu" in sys.modules \
+            else importlib.import_module(node.__name__ + ".kernels.render_cpu")
+        assert render_cpu.compiled_kernels() is not None
     """)
     as_cli = textwrap.dedent(f"""
         import sys
-        sys.path.insert(0, {str(checkout)!r})
-        from kernels import render_cpu
+        sys.path.insert(0, {str(checkout.parent)!r})
+        from densevid.kernels import render_cpu
         assert render_cpu.__file__.startswith({str(checkout)!r})
         assert render_cpu.compiled_kernels() is not None
     """)

@@ -10,12 +10,13 @@ import torch.nn.functional as F
 
 from clips import make_clip, synthetic_frames
 from helpers import assert_exact, decode_all, labels_from_hint, run_cli
-from kernels import hint_lut
-from kernels.framing import pad_center, pad_center_reference, resize_nearest, resize_nearest_reference
+from densevid.kernels import hint_lut
+from densevid.kernels.framing import pad_center, pad_center_reference, resize_nearest, resize_nearest_reference
 from node_reference import node_hint
-from pipeline import ConfigError
-from pipeline._fps import parse_fps, resample_pts
-from pipeline._framing import plan_framing
+from densevid import ConfigError, EncodeConfig
+from densevid.pipeline._config import parse_fps
+from densevid.pipeline._fps import resample_pts
+from densevid.pipeline._framing import plan_framing
 
 
 # --- kernels -----------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def test_pad_center_equals_reference(in_hw, out_hw):
 # --- the plan ----------------------------------------------------------------------------------
 
 def test_plan_portrait_phone_video():
-    kw = dict(size=512, crop_box=None, resolution=512, auto_resolution=True)
+    kw = dict(size=512, crop_box=None, resolution=None)
     crop = plan_framing(1024, 576, fit="crop", **kw)
     assert crop.crop == (0, 224, 576, 576) and crop.resolution == 512 and crop.hint_hw == (512, 512)
     assert not crop.needs_label_stage  # the model sees the crop at 512x512: nothing to resample
@@ -54,18 +55,18 @@ def test_plan_portrait_phone_video():
     stretch = plan_framing(1024, 576, fit="stretch", **kw)
     assert stretch.hint_hw == (910, 512) and stretch.content_hw == (512, 512)
     # an explicit resolution: the model sees that, the map is nearest-resized to the framed size
-    explicit = plan_framing(1024, 576, fit="crop", size=512, crop_box=None, resolution=256, auto_resolution=False)
+    explicit = plan_framing(1024, 576, fit="crop", size=512, crop_box=None, resolution=256)
     assert explicit.hint_hw == (256, 256) and explicit.out_hw == (512, 512) and explicit.needs_label_stage
 
 
 def test_plan_rejects_bad_crop_boxes():
-    kw = dict(size=None, fit=None, resolution=64, auto_resolution=False)
+    kw = dict(size=None, fit=None, resolution=64)
     with pytest.raises(ConfigError, match=r"does not fit in the 64x48"):
         plan_framing(48, 64, crop_box=(10, 0, 60, 40), **kw)
-    with pytest.raises(ConfigError, match="four integers"):
-        plan_framing(48, 64, crop_box="1,2,3", **kw)
+    with pytest.raises(ConfigError, match="crop_box: '1,2,3' is not a crop box: four integers"):
+        EncodeConfig(crop_box="1,2,3")
     with pytest.raises(ConfigError, match="square crop box"):
-        plan_framing(48, 64, crop_box=(0, 0, 30, 40), size=64, fit="crop", resolution=64, auto_resolution=True)
+        plan_framing(48, 64, crop_box=(0, 0, 30, 40), size=64, fit="crop", resolution=None)
 
 
 # --- end to end ----------------------------------------------------------------------------------
@@ -102,7 +103,7 @@ def test_pad_and_stretch_reframe_the_label_map(tmp_path, standin_models, tuple_m
     assert hints.shape == (5, 64, 64, 3)
     # long side 90 -> 64: content 64x36 (35.56 rounds to 36); no short side gives exactly 64x36
     # (36 -> 65x36), so the model sees short side 36 and the 65x36 map is nearest-resized to 64x36
-    plan = plan_framing(90, 50, size=64, fit="pad", crop_box=None, resolution=512, auto_resolution=True)
+    plan = plan_framing(90, 50, size=64, fit="pad", crop_box=None, resolution=None)
     assert (plan.resolution, plan.hint_hw, plan.content_hw) == (36, (65, 36), (64, 36))
     for frame, hint in zip(frames, hints):
         inner = torch.from_numpy(labels_from_hint(node_hint(frame, tuple_model, resolution=36)))
@@ -146,7 +147,7 @@ def test_resample_pts_drops_and_repeats_on_the_grid():
     assert resample_pts([], tb, Fraction(25)) == []
     assert parse_fps("30000/1001") == Fraction(30000, 1001) and parse_fps("29.97") == Fraction(2997, 100)
     for bad in ("0", "-5", "abc", "1/0", "2000"):
-        with pytest.raises(ConfigError, match="fps"):
+        with pytest.raises(ConfigError, match="frame rate"):
             parse_fps(bad)
 
 
@@ -203,7 +204,7 @@ def test_image_input_is_framed_too(tmp_path, standin_models, tuple_model):
 def test_help_lists_the_new_options():
     from click.testing import CliRunner
 
-    from pipeline.cli import main
+    from densevid.pipeline.cli import main
 
     result = CliRunner().invoke(main, ["encode", "--help"])
     for flag in ("--preset", "--config", "--size", "--fit", "--crop-box", "--fps", "--smooth", "--frames", "--preview",

@@ -32,7 +32,7 @@ from click.testing import CliRunner
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
 from helpers import decode_all, run_cli
-from pipeline.cli import main
+from densevid.pipeline.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,9 +65,9 @@ def ok(result, out):
 
 
 def subprocess_cli(args, **kwargs):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
     env.pop("DENSEVID_MODEL_DIR", None)
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", "encode", *map(str, args), "--quiet"],
+    return subprocess.Popen([sys.executable, "-m", "densevid.pipeline.cli", "encode", *map(str, args), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT),
                             **kwargs)
 
@@ -96,7 +96,7 @@ def _truncate(path, fraction=0.5):
 
 def test_truncated_mp4_with_index_at_end_is_one_line_error(tmp_path, standin_models):
     clip = make_clip(tmp_path / "cut.mp4", synthetic_frames(12, 48, 48), codec="libx264")
-    with av.open(str(clip)) as c:  # default mp4 muxer: moov after mdat
+    with av.open(str(clip)):  # default mp4 muxer: moov after mdat
         pass
     data = clip.read_bytes()
     assert data.find(b"moov") > data.find(b"mdat") > 0
@@ -325,7 +325,7 @@ def test_output_in_read_only_directory_is_refused(tmp_path, standin_models, monk
     locked.mkdir()
     locked.chmod(0o555)
     if os.geteuid() == 0:  # root writes anywhere (CI runs as root): deny the access check for `locked` only
-        import pipeline._encode as encode_module
+        import densevid.pipeline._encode as encode_module
 
         real_access = os.access
         monkeypatch.setattr(encode_module.os, "access",
@@ -344,7 +344,7 @@ def test_output_in_read_only_directory_is_refused(tmp_path, standin_models, monk
 
 def _model_failure(tmp_path, model_path, monkeypatch):
     """Run with a broken model; frames must not be decoded past the probe (iter_frame_batches untouched)."""
-    import pipeline._engine as engine
+    import densevid.pipeline._engine as engine
 
     calls = []
     real = engine.iter_frame_batches

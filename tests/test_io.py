@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import os
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
-from pipeline._decode import VideoInfo, iter_frame_batches, probe_video
-from pipeline._encode import VideoWriter, default_output_path, write_png
-from pipeline._errors import InputError, OutputError
+from densevid.pipeline._decode import VideoInfo, iter_frame_batches, probe_video
+from densevid.pipeline._encode import VideoWriter, default_output_path, write_png
+from densevid.pipeline._errors import InputError, OutputError
 
 
 def decode_all(path, batch_size=64):
@@ -341,7 +340,7 @@ def test_unusable_output_directory(tmp_path):
 
 def test_unwritable_output_directory_simulated(tmp_path, monkeypatch):
     """Runs as root too (root may write anywhere): the access check is simulated."""
-    import pipeline._encode as enc
+    import densevid.pipeline._encode as enc
     monkeypatch.setattr(enc.os, "access", lambda *a, **k: False)
     with pytest.raises(OutputError, match="not writable"):
         VideoWriter(tmp_path / "o.mp4", 16, 16, Fraction(1, 25), None, lossless=False, overwrite=False)

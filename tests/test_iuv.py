@@ -9,9 +9,9 @@ import torch
 from clips import make_clip, synthetic_frames
 from helpers import (IUV_UV_ATOL_FLOAT16, IUV_UV_ATOL_FLOAT32, assert_exact, assert_uv_close, decode_all,
                      labels_from_hint, run_cli)
-from kernels import render_labels, render_labels_reference
-from kernels.iuv import render_iuv, render_iuv_reference
-from pipeline._preprocess import resize_and_pad
+from densevid.kernels import render_labels, render_labels_reference
+from densevid.kernels.iuv import render_iuv, render_iuv_reference
+from densevid.pipeline._preprocess import resize_and_pad
 from cases import make_case
 
 
@@ -98,7 +98,7 @@ def test_render_labels_and_iuv_agree_on_every_backend_available():
 
 
 def test_writers_leave_nothing_behind_on_error(tmp_path):
-    from pipeline._outputs import FramesDirWriter, IuvWriter
+    from densevid.pipeline._outputs import FramesDirWriter, IuvWriter
 
     (tmp_path / "frames").mkdir()
     (tmp_path / "frames" / "keep.txt").write_text("old")

@@ -13,8 +13,8 @@ import torch
 from cases import make_case, near_tie_case
 from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, assert_labels_agree, cpu_render_impl
 
-from kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
-from kernels.render_cpu import emulation_matches_torch, render_labels_cpu
+from densevid.kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
+from densevid.kernels.render_cpu import emulation_matches_torch, render_labels_cpu
 
 
 def check_cpu(boxes, coarse, fine, height, width):
@@ -146,8 +146,8 @@ _TRITON_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1]); sys.path.insert(0, sys.argv[2])
     import torch
     from cases import make_case
-    from kernels import hint_lut, render_labels_reference
-    from kernels.render_triton import render_labels_triton, render_hint_triton
+    from densevid.kernels import hint_lut, render_labels_reference
+    from densevid.kernels.render_triton import render_labels_triton, render_hint_triton
     cases = [make_case(20, 3, 12, 40, 50), make_case(21, 2, 8, 33, 47, smooth=False),
              make_case(22, 0, 8, 5, 6), make_case(23, 3, 16, 7, 13, smooth=False), make_case(24, 2, 9, 1, 1)]
     b, c, f, h, w = make_case(25, 2, 8, 30, 40)

@@ -10,9 +10,9 @@ import torch
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 import make_standin_models
-from pipeline import _models
-from pipeline._errors import ModelError
-from pipeline._models import (DensePoseModel, MODEL_FILES, MODEL_REPO, load_model, resolve_model_path)
+from densevid.pipeline import _models
+from densevid.pipeline._errors import ModelError
+from densevid.pipeline._models import (DensePoseModel, MODEL_FILES, MODEL_REPO, load_model, resolve_model_path)
 
 H, W = 256, 448
 

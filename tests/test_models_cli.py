@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from clips import make_clip, synthetic_frames
 from helpers import run_cli
-from pipeline._models import MODEL_FILES, MODEL_REPO
-from pipeline.cli import main
+from densevid.pipeline._models import MODEL_FILES, MODEL_REPO
+from densevid.pipeline.cli import main
 from test_models import _populate_cache, use_private_hf_home
 
 
@@ -65,7 +65,7 @@ def test_download_verifies_and_then_workers_run_offline(tmp_path, hf_home, monke
     listing = CliRunner().invoke(main, ["models", "list"])
     assert listing.exit_code == 0
     assert listing.output.splitlines()[0] == f"hub cache: {hf_home / 'hub'}"
-    from pipeline._modelcache import format_size
+    from densevid.pipeline._modelcache import format_size
 
     size = format_size(len(payload))
     assert size.endswith(" MB")

@@ -6,8 +6,8 @@ import torch
 
 from helpers import assert_exact
 from node_reference import blob_frames, node_hint
-from pipeline import DensePoseEstimator
-from pipeline._preprocess import resize_and_pad
+from densevid import DensePoseEstimator
+from densevid.pipeline._preprocess import resize_and_pad
 
 
 @pytest.mark.parametrize("height,width,resolution", [(96, 160, 64), (123, 77, 128), (240, 427, 512), (1080 // 4, 1920 // 4, 256)])

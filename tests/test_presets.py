@@ -1,13 +1,17 @@
 """Presets: configs/*.toml, --preset / --config, precedence, validation, `densevid presets`."""
 
+import subprocess
+import sys
+import zipfile
+
 import pytest
 from click.testing import CliRunner
 
 from clips import make_clip, synthetic_frames
-from helpers import REPO_ROOT, decode_all, run_cli
-from pipeline import ConfigError
-from pipeline._presets import list_presets, load_config_file, load_preset
-from pipeline.cli import main
+from helpers import REPO_ROOT, decode_all, run_cli, subprocess_env
+from densevid import ConfigError, UsageError
+from densevid.pipeline._presets import list_presets, load_config_file, load_preset
+from densevid.pipeline.cli import main
 
 
 def test_shipped_presets_load():
@@ -46,7 +50,7 @@ def test_bad_config_files_name_file_and_key(tmp_path, text, message):
 
 
 def test_unknown_preset_lists_the_available_ones():
-    with pytest.raises(ConfigError, match="unknown preset 'magic'; available: .*magicanimate"):
+    with pytest.raises(UsageError, match="unknown preset 'magic'; available: .*magicanimate"):
         load_preset("magic")
 
 
@@ -77,16 +81,29 @@ def test_preset_usage_errors(tmp_path):
     result = run_cli(tmp_path / "x.mp4", "--preset", "magicanimate", "--config", tmp_path / "c.toml")
     assert result.exit_code == 2 and "not both" in result.output
     result = run_cli(tmp_path / "x.mp4", "--preset", "nope")
-    assert result.exit_code == 1 and "unknown preset 'nope'" in result.output
+    assert result.exit_code == 2 and "unknown preset 'nope'" in result.output
     assert result.output.strip().count("\n") == 0
 
 
-def test_presets_ship_as_package_data():
-    # `pip install .` (non-editable) installs configs/*.toml as pipeline/presets/*.toml, where
-    # presets_dir() looks when there is no configs/ beside the package (checked by hand with a wheel)
-    from pipeline._presets import tomllib  # tomllib, or tomli on Python 3.10
-
-    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "pipeline.presets" in setuptools["packages"]
-    assert setuptools["package-dir"]["pipeline.presets"] == "configs"
-    assert setuptools["package-data"]["pipeline.presets"] == ["*.toml"]
+@pytest.mark.slow
+def test_wheel_has_one_top_level_package_and_finds_its_presets(tmp_path):
+    # `pip install .` must put only `densevid` into site-packages (not generic names such as
+    # `pipeline` or `kernels`), with the presets as package data where presets_dir() finds them
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(wheels), str(REPO_ROOT)], capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stderr[-2000:]
+    (wheel,) = wheels.glob("densevid-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {name.split("/")[0] for name in names} == {"densevid", wheel.name.split("-py3")[0] + ".dist-info"}
+    assert "densevid/configs/magicanimate.toml" in names and "densevid/kernels/_render_numba.py" in names
+    assert not [name for name in names if "/tests/" in name or "/scripts/" in name]
+    target = tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
+                              str(wheel)], capture_output=True, text=True, timeout=600)
+    assert install.returncode == 0, install.stderr[-2000:]
+    code = "import densevid; from densevid.pipeline._presets import list_presets; print(densevid.__file__, sorted(list_presets()))"
+    run = subprocess.run([sys.executable, "-c", code], env=subprocess_env(target), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split() == [str(target / "densevid" / "__init__.py"), "['civitai',", "'magicanimate']"]

@@ -38,7 +38,7 @@ def _comparable(report: dict, out_dir: Path) -> dict:
 
 
 def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_path, standin_models):
-    from pipeline._ray import MAX_ATTEMPTS
+    from densevid.pipeline._ray import MAX_ATTEMPTS
 
     videos = tmp_path / "videos"
     (videos / "sub").mkdir(parents=True)
@@ -57,9 +57,9 @@ def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_pat
     kills = tmp_path / "kills"
     kills.mkdir()
     ray_out, ray_report = tmp_path / "ray", tmp_path / "ray.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), RAY_DEDUP_LOGS="0",
+    env = dict(os.environ, HF_HUB_OFFLINE="1", RAY_DEDUP_LOGS="0",
                _DENSEVID_TEST_KILL_WORKER="dies_once.mkv=1,dies_always.mkv=99", _DENSEVID_TEST_KILL_DIR=str(kills))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(videos), "-o", str(ray_out),
+    proc = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(ray_out),
                            "--report", str(ray_report), "--ray", "--ray-actors", "2", "--quiet", *map(str, common)],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=240)
     assert proc.returncode == 1, proc.stderr
@@ -97,7 +97,7 @@ def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_pat
         (videos / name).unlink()
     env.pop("_DENSEVID_TEST_KILL_WORKER")
     env["RAY_ADDRESS"] = "127.0.0.1:1"  # nothing listens there: proves Ray is never contacted
-    proc = subprocess.run([sys.executable, "-m", "pipeline.cli", "encode", str(videos), "-o", str(ray_out),
+    proc = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(ray_out),
                            "--report", str(ray_report), "--ray", "auto", "--quiet", *map(str, common)],
                           capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -115,8 +115,8 @@ def test_ray_sigterm_stops_cleanly(tmp_path, standin_models):
         # long enough that the signal lands mid-video however fast the render gets
         make_clip(videos / name, synthetic_frames(150, 128, 128, black_every=0))
     out, report = tmp_path / "o", tmp_path / "report.json"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "encode", str(videos), "-o", str(out),
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(out),
                              "--report", str(report), "--ray", "--quiet", "--model", str(standin_models["tuple"]),
                              "--resolution", "128", "--lossless", "--batch-size", "1", "--device", "cpu"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(tmp_path))

@@ -9,7 +9,6 @@ read becomes a deterministic IndexError instead of luck.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import torch
 
 from cases import undecided_coarse_case
 from clips import make_clip, synthetic_frames
-from helpers import REPO_ROOT, SHARED_DATA
+from helpers import REPO_ROOT, SHARED_DATA, subprocess_env
 
 # glibc fills every block malloc hands out with 0x7F bytes when MALLOC_PERTURB_=128 (with its
 # per-thread cache off, which would bypass that): an int64 read from uninitialised memory is then
@@ -33,8 +32,8 @@ def run_bounds_checked(body: str, tmp_path, *args: str, timeout: int = 900) -> s
     fails the test on a non-zero exit."""
     script = tmp_path / "bounds_checked.py"
     script.write_text(textwrap.dedent(body))
-    env = {**os.environ, **_UNINITIALISED_IS_WILD, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests"), str(REPO_ROOT / "scripts")])}
+    env = subprocess_env(REPO_ROOT / "tests", REPO_ROOT / "scripts", **_UNINITIALISED_IS_WILD, NUMBA_BOUNDSCHECK="1",
+                         NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     result = subprocess.run([sys.executable, str(script), *args], env=env, capture_output=True, text=True,
                             timeout=timeout)
     assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
@@ -59,8 +58,8 @@ def test_decided_fine_cells_read_no_uninitialised_memory(tmp_path):
     out = run_bounds_checked("""
         import torch
         from cases import undecided_coarse_case
-        from kernels import render_cpu
-        from kernels.reference import render_labels_reference
+        from densevid.kernels import render_cpu
+        from densevid.kernels.reference import render_labels_reference
 
         assert render_cpu.compiled_kernels() is not None
         for seed in range(4):
@@ -81,8 +80,8 @@ def test_random_sweep_under_bounds_checks_equals_reference(tmp_path):
     out = run_bounds_checked("""
         import torch
         from cases import sweep_cases
-        from kernels import render_cpu
-        from kernels.reference import render_labels_reference
+        from densevid.kernels import render_cpu
+        from densevid.kernels.reference import render_labels_reference
 
         assert render_cpu.compiled_kernels() is not None
         cases = instances = 0
@@ -102,7 +101,7 @@ def test_random_sweep_under_bounds_checks_equals_reference(tmp_path):
 @pytest.mark.slow
 def test_parity_suites_pass_under_bounds_checks(tmp_path):
     # the whole render parity sweep, the IUV tests and the node parity tests, compiled with bounds checks
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    env = subprocess_env(NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
     files = ["test_kernels.py", "test_render_cpu_fast.py", "test_iuv.py", "test_node_parity.py"]
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *files],
                             cwd=REPO_ROOT / "tests", env=env, capture_output=True, text=True, timeout=1500)
@@ -118,12 +117,12 @@ _VIDEO_CHECK = """
     import torch
 
     from helpers import decode_all
-    from kernels import hint_lut
-    from kernels.reference import render_labels_reference
+    from densevid.kernels import hint_lut
+    from densevid.kernels.reference import render_labels_reference
     from make_standin_models import save_standin
-    from pipeline import DensePoseEstimator, EncodeConfig, encode_video
-    from pipeline._preprocess import resize_and_pad
-    from pipeline.comfy import DensePose_Preprocessor
+    from densevid import DensePoseEstimator, EncodeConfig, encode_video
+    from densevid.pipeline._preprocess import resize_and_pad
+    from densevid.pipeline.comfy import DensePose_Preprocessor
 
     clip, style, work = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
     model = work / f"standin_{style}.torchscript"

@@ -6,7 +6,6 @@ scalar ones."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -16,12 +15,12 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, cpu_render_impl
+from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, cpu_render_impl, subprocess_env
 from cases import make_case, near_tie_case, smooth_logits
 from test_kernels import check_cpu
 
-from kernels import render_cpu
-from kernels.reference import box_xywh_int, render_labels_reference
+from densevid.kernels import render_cpu
+from densevid.kernels.reference import box_xywh_int, render_labels_reference
 
 
 @pytest.fixture
@@ -190,9 +189,9 @@ def test_parity_with_one_thread():
 
 @pytest.mark.parametrize("shape", [(512, 910), (77, 131), (1, 1), (1, 3), (3, 5), (2, 2)])
 def test_colorize_matches_indexing(shape):
-    from kernels import hint_lut
-    from kernels.reference import colorize_reference
-    from kernels.render import colorize
+    from densevid.kernels import hint_lut
+    from densevid.kernels.reference import colorize_reference
+    from densevid.kernels.render import colorize
 
     labels = torch.randint(0, 25, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(shape[1]))
     for lut in (hint_lut("viridis"), hint_lut("parula"),
@@ -212,8 +211,8 @@ def test_colorize_matches_indexing(shape):
 @pytest.mark.parametrize("bad", [25, 255])
 @pytest.mark.parametrize("shape", [(8, 8), (3, 5)])  # in a group of 4 pixels / in the tail
 def test_colorize_rejects_labels_outside_the_table(bad, shape):
-    from kernels import hint_lut
-    from kernels.render import colorize
+    from densevid.kernels import hint_lut
+    from densevid.kernels.render import colorize
 
     labels = torch.zeros(shape, dtype=torch.uint8)
     labels[-1, -1] = bad
@@ -225,7 +224,7 @@ def test_colorize_rejects_labels_outside_the_table(bad, shape):
 @pytest.mark.parametrize("smooth", [True, False])
 def test_fallback_labels_match_reference(smooth):
     # the fallback's argmax replacement (first maximal index), including exact ties and -0.0 / 0.0
-    from kernels.reference import instance_labels_reference
+    from densevid.kernels.reference import instance_labels_reference
 
     _, coarse, fine, _, _ = make_case(31, 2, 24, 8, 8, smooth=smooth)
     fine[1, 3:6] = fine[1, 2]  # exact ties: lowest index wins
@@ -291,14 +290,14 @@ def test_without_usable_numba_the_torch_path_renders():
     # NUMBA_DISABLE_JIT would run the kernels as (very slow) Python: the torch path takes over
     code = textwrap.dedent("""
         import torch
-        from kernels import render_cpu
-        from kernels.reference import render_labels_reference
+        from densevid.kernels import render_cpu
+        from densevid.kernels.reference import render_labels_reference
         from cases import make_case
         assert render_cpu.compiled_kernels() is None
         args = make_case(3, 3, 56, 120, 90, smooth=True)
         assert torch.equal(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
     """)
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    env = subprocess_env(REPO_ROOT / "tests", NUMBA_DISABLE_JIT="1")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
 
@@ -310,8 +309,8 @@ def test_compiled_kernels_stay_in_bounds_on_a_random_sweep(tmp_path):
     # without an IndexError and match the reference.
     code = textwrap.dedent("""
         import torch
-        from kernels import render_cpu
-        from kernels.reference import render_labels_reference
+        from densevid.kernels import render_cpu
+        from densevid.kernels.reference import render_labels_reference
         from cases import make_case, near_tie_case, smooth_logits
         assert render_cpu.compiled_kernels() is not None
         gen = torch.Generator().manual_seed(11)
@@ -328,8 +327,7 @@ def test_compiled_kernels_stay_in_bounds_on_a_random_sweep(tmp_path):
         for args in cases:
             assert torch.equal(render_cpu.render_labels_cpu(*args), render_labels_reference(*args))
     """)
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path),
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    env = subprocess_env(REPO_ROOT / "tests", NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=str(tmp_path))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
@@ -340,15 +338,14 @@ def test_compiled_kernels_work_where_numba_cannot_cache(tmp_path):
     code = textwrap.dedent("""
         import warnings
         warnings.simplefilter("error")
-        from kernels import render_cpu
-        from kernels.reference import render_labels_reference
+        from densevid.kernels import render_cpu
+        from densevid.kernels.reference import render_labels_reference
         from cases import make_case
         kernels = render_cpu.compiled_kernels()
         assert kernels is not None and kernels._CACHE is False
         args = make_case(2, 2, 40, 90, 120)
         assert (render_cpu.render_labels_cpu(*args) == render_labels_reference(*args)).all()
     """)
-    env = {**os.environ, "NUMBA_CACHE_LOCATOR_CLASSES": "ZipCacheLocator",
-           "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])}
+    env = subprocess_env(REPO_ROOT / "tests", NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -6,7 +6,7 @@ import torch
 
 from clips import make_clip, synthetic_frames
 from helpers import assert_exact, decode_all, labels_from_hint, run_cli
-from kernels.smooth import TemporalSmoother, smooth_labels, smooth_labels_reference
+from densevid.kernels.smooth import TemporalSmoother, smooth_labels, smooth_labels_reference
 
 
 def _labels(t, h, w, seed, high=25):
@@ -118,7 +118,7 @@ def test_cli_rejects_even_window(tmp_path):
 
 @pytest.mark.parametrize("k", [3, 5, 15])
 def test_pairwise_and_per_label_vote_paths_agree(monkeypatch, k):
-    import kernels.smooth as smooth
+    import densevid.kernels.smooth as smooth
 
     labels = _labels(19, 9, 13, seed=k, high=6)
     fast = smooth_labels(labels, k)  # pairwise comparisons (K <= 15)
