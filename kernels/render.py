@@ -20,13 +20,12 @@ from __future__ import annotations
 import torch
 
 from . import render_cpu
+from .parts import N_COARSE_CHANNELS, N_FINE_CHANNELS, N_PART_LABELS
 from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
 BACKENDS = ("auto", "reference", "cpu", "triton")
 _WORD_TABLES: dict[bytes, torch.Tensor] = {}
-_N_COARSE = 2
-_N_FINE = 25
 
 
 def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> None:
@@ -40,10 +39,12 @@ def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> Non
     if boxes_xyxy.ndim != 2 or boxes_xyxy.shape[1] != 4:
         raise ValueError(f"boxes_xyxy must have shape [N, 4], got {list(boxes_xyxy.shape)}")
     n = boxes_xyxy.shape[0]
-    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != _N_COARSE:
-        raise ValueError(f"coarse_segm must have shape [{n}, {_N_COARSE}, S, S], got {list(coarse_segm.shape)}")
-    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != _N_FINE:
-        raise ValueError(f"fine_segm must have shape [{n}, {_N_FINE}, S, S], got {list(fine_segm.shape)}")
+    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != N_COARSE_CHANNELS:
+        raise ValueError(f"coarse_segm must have shape [{n}, {N_COARSE_CHANNELS}, S, S], "
+                         f"got {list(coarse_segm.shape)}")
+    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != N_FINE_CHANNELS:
+        raise ValueError(f"fine_segm must have shape [{n}, {N_FINE_CHANNELS}, S, S], "
+                         f"got {list(fine_segm.shape)}")
     if coarse_segm.shape[2:] != fine_segm.shape[2:] or min(coarse_segm.shape[2:]) < 1:
         raise ValueError(f"coarse_segm and fine_segm must share a spatial size S x S >= 1, "
                          f"got {list(coarse_segm.shape[2:])} and {list(fine_segm.shape[2:])}")
@@ -139,8 +140,9 @@ def render_hint(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: 
     With the triton backend the colouring is fused into the kernel.
     """
     _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
-    if not isinstance(lut_rgb, torch.Tensor) or lut_rgb.shape != (_N_FINE, 3):
-        raise ValueError(f"lut_rgb must be a [25, 3] tensor, got {getattr(lut_rgb, 'shape', type(lut_rgb))}")
+    if not isinstance(lut_rgb, torch.Tensor) or lut_rgb.shape != (N_PART_LABELS, 3):
+        raise ValueError(f"lut_rgb must be a [{N_PART_LABELS}, 3] tensor, "
+                         f"got {getattr(lut_rgb, 'shape', type(lut_rgb))}")
     height, width = int(height), int(width)
     device = coarse_segm.device
     if _resolve(backend, device) == "triton":

@@ -65,6 +65,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from .parts import N_FINE_CHANNELS
 from .reference import instance_labels_reference, visible_box
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
@@ -148,7 +149,7 @@ def _emulated_interpolate(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
 _EMULATION_OK: dict[tuple[int, int], bool] = {}
 
 
-def emulation_matches_torch(n_fine: int = 25) -> bool:
+def emulation_matches_torch(n_fine: int = N_FINE_CHANNELS) -> bool:
     """Whether the exact-emulation model matches this torch build's F.interpolate for the coarse
     (2) and fine (``n_fine``) channel counts, at the current ``torch.get_num_threads()``.
 

@@ -23,7 +23,6 @@ from functools import lru_cache
 
 import torch
 
-N_FINE = 25
 BLOCK = 256
 
 
