@@ -3,8 +3,8 @@
 Backends:
 
 * ``"reference"`` -- :func:`kernels.reference.render_labels_reference` (slow, the definition).
-* ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference (numba-compiled
-  kernels when numba is usable, the same method in torch ops otherwise).
+* ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference
+  (numba-compiled kernels; the reference itself where numba is unusable).
 * ``"triton"`` -- :func:`kernels.render_triton.render_labels_triton` (CUDA tensors, or CPU tensors
   under ``TRITON_INTERPRET=1``); agreement >= ``TRITON_MIN_AGREEMENT`` is the contract.
 * ``"auto"`` -- triton when the logits are on CUDA and triton imports, else cpu.
@@ -74,7 +74,7 @@ def prepare_backend(backend: str, device: torch.device | str) -> None:
 
 
 def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
-    """int32 [3 * n * n] table for :func:`colorize`: the 4-byte words of RGB rows of label pairs.
+    """int32 [3 * n * n] table for the compiled :func:`colorize`: the 4-byte words of RGB rows of label pairs.
 
     Four pixels p0..p3 are 12 bytes = 3 int32 words: (R0 G0 B0 R1), (G1 B1 R2 G2), (B2 R3 G3 B3);
     word k depends on labels (p_k, p_k+1) only. Built with uint8 views, so byte order is native.
@@ -91,31 +91,21 @@ def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
 
 
 def colorize(labels: torch.Tensor, lut_rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W] on the CPU, lut uint8 [n, 3]).
+    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W], lut uint8 [n, 3]); a label past
+    the table raises IndexError.
 
-    One int32 gather per 4 pixels (3 words) instead of one 3-byte row gather per pixel: ~3x faster
-    than advanced indexing on CPU (torch ops), ~5x more with the compiled kernel.
+    Labels on the CPU use the compiled kernel: one int32 lookup per 4 pixels (3 words of
+    :func:`_word_table`) instead of one 3-byte row gather per pixel. Elsewhere, or without numba,
+    the plain lookup (:func:`kernels.reference.colorize_reference`).
     """
-    if labels.device.type != "cpu" or labels.dim() != 2 or labels.dtype != torch.uint8:
+    lut_rgb = lut_rgb.to(dtype=torch.uint8)
+    kernels = render_cpu.compiled_kernels() if labels.device.type == "cpu" else None
+    if kernels is None or labels.dim() != 2 or labels.dtype != torch.uint8:
         return colorize_reference(labels, lut_rgb)
-    lut_rgb = lut_rgb.to(device="cpu", dtype=torch.uint8).contiguous()
-    n = lut_rgb.shape[0]
-    h, w = labels.shape
-    kernels = render_cpu.compiled_kernels()
-    if kernels is not None:
-        out = torch.empty((h, w, 3), dtype=torch.uint8)
-        kernels.colorize_into(labels.contiguous().numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.numpy())
-        return out
-    flat = labels.reshape(-1)
-    size = flat.numel()
-    if size and int(flat.max()) >= n:  # a label past the table would read another pair's word
-        raise IndexError(f"label {int(flat.max())} is out of range of the {n}-colour table")
-    if size % 4:
-        flat = torch.cat([flat, flat.new_zeros(4 - size % 4)])
-    quad = flat.view(-1, 4).int()
-    index = quad[:, :3] * n + quad[:, 1:] + torch.tensor([0, n * n, 2 * n * n], dtype=torch.int32)
-    words = _word_table(lut_rgb).index_select(0, index.view(-1))
-    return words.view(torch.uint8)[:size * 3].view(h, w, 3)
+    lut_rgb = lut_rgb.cpu().contiguous()
+    out = torch.empty((*labels.shape, 3), dtype=torch.uint8)
+    kernels.colorize_into(labels.contiguous().numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.numpy())
+    return out
 
 
 def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,

@@ -4,8 +4,8 @@ One 512x910 canvas, 3 people covering ~60% of it, S = 112. "smooth" logits are u
 low-frequency random fields (labels form blobs, like real DensePose output); "noisy" logits are
 per-sample Gaussian noise (worst case for the cell shortcut). Reports the median and the best of
 several runs, in ms per frame (the machine may be shared: the best is the less noisy number).
-"cpu" is the exact CPU path as used (numba-compiled kernels), "cpu/torch-ops" the same method in
-torch ops (what runs where numba is unavailable); "+lut" is the hint path (labels, then the
+"cpu" is the exact CPU path as used (numba-compiled kernels; without numba it is the reference);
+"+lut" is the hint path (labels, then the
 25-entry colour table to uint8 RGB). The issue's target: cpu+lut <= 3 ms for the smooth logits.
 
     python scripts/bench_render.py [--threads N]
@@ -65,18 +65,11 @@ def main() -> None:
     def cpu_hint(b, c, f, h, w):
         return render_hint(b, c, f, h, w, lut, backend="cpu")
 
-    def torch_ops(fn):  # the same call with the compiled kernels switched off
-        def run(*args):
-            with render_cpu.torch_ops_only():
-                return fn(*args)
-        return run
-
     backends = [("reference", render_labels_reference, 5)]
     if render_cpu.compiled_kernels() is not None:
         backends += [("cpu", render_labels_cpu, 50), ("cpu+lut", cpu_hint, 50)]
     else:
-        print("numba kernels unavailable: only the torch-op path is measured")
-    backends += [("cpu/torch-ops", torch_ops(render_labels_cpu), 25), ("cpu+lut/torch-ops", torch_ops(cpu_hint), 25)]
+        print("numba kernels unavailable: the cpu path is the reference; not measured")
     cuda = torch.cuda.is_available()
     if cuda:
         try:
@@ -113,8 +106,6 @@ def main() -> None:
             if kind == "smooth" and name == "cpu+lut":
                 verdicts.append(f"target: cpu+lut <= 3 ms per frame (median): {median:.2f} ms "
                                 f"{'PASS' if median <= 3.0 else 'FAIL'}")
-            elif kind == "smooth" and name == "cpu+lut/torch-ops":
-                verdicts.append(f"(without numba the torch-op path takes {median:.2f} ms)")
     for line in verdicts:
         print(line)
 

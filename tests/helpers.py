@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from pathlib import Path
@@ -44,24 +43,21 @@ def assert_exact(actual: torch.Tensor, expected: torch.Tensor) -> None:
         raise AssertionError(f"{n_bad} of {mismatch.numel()} pixels differ, first at {where}")
 
 
-# The exact CPU render has two implementations of one method: numba-compiled kernels (used when
-# numba is importable: it is a dependency) and torch ops (used when it is not). Parity tests run both.
-CPU_IMPLS = ("compiled", "torch")
+def assert_cpu_render_exact(boxes_xyxy, coarse_segm, fine_segm, height: int, width: int) -> torch.Tensor:
+    """The fast CPU render (directly and as the "cpu" backend) equals the reference render exactly, with
+    the compiled kernels in use, and leaves its inputs as they were. Returns the reference labels."""
+    from densevid.kernels import render_labels, render_labels_reference
+    from densevid.kernels.render_cpu import compiled_kernels, render_labels_cpu
 
-
-@contextlib.contextmanager
-def cpu_render_impl(name: str):
-    """Within the block the CPU render (labels and colouring) uses implementation ``name``."""
-    from densevid.kernels import render_cpu
-
-    if name not in CPU_IMPLS:
-        raise ValueError(f"unknown CPU render implementation {name!r}; allowed: {CPU_IMPLS}")
-    if name == "compiled":
-        assert render_cpu.compiled_kernels() is not None, "the numba kernels are not usable (numba is a dependency)"
-        yield
-    else:
-        with render_cpu.torch_ops_only():
-            yield
+    args = (boxes_xyxy, coarse_segm, fine_segm, height, width)
+    before = [t.clone() for t in args[:3]]
+    assert compiled_kernels() is not None, "the numba kernels are not usable (numba is a dependency)"
+    expected = render_labels_reference(*args)
+    assert_exact(render_labels_cpu(*args), expected)
+    assert_exact(render_labels(*args, backend="cpu"), expected)
+    for t, b in zip(args[:3], before):  # bit for bit, NaN included
+        torch.testing.assert_close(t, b, rtol=0, atol=0, equal_nan=True, msg="inputs were modified")
+    return expected
 
 
 def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool) -> float:

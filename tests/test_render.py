@@ -1,4 +1,5 @@
-"""Parity of the fast render paths with the plain reference (kernels/reference.py)."""
+"""The render backends (kernels/render.py) against the plain reference (kernels/reference.py): the
+exact CPU render, Triton (interpreter on the CPU, CUDA where there is one), the hint colouring."""
 
 from __future__ import annotations
 
@@ -11,27 +12,15 @@ import pytest
 import torch
 
 from cases import make_case, near_tie_case
-from helpers import CPU_IMPLS, REPO_ROOT, assert_exact, assert_labels_agree, cpu_render_impl
+from helpers import REPO_ROOT, assert_exact, assert_labels_agree
+from helpers import assert_cpu_render_exact as check_cpu
 
 from densevid.kernels import CMAP_NAMES, hint_lut, render_hint, render_labels, render_labels_reference
-from densevid.kernels.render_cpu import emulation_matches_torch, render_labels_cpu
-
-
-def check_cpu(boxes, coarse, fine, height, width):
-    args = (boxes, coarse, fine, height, width)
-    before = [t.clone() for t in args[:3]]
-    expected = render_labels_reference(*args)
-    for impl in CPU_IMPLS:
-        with cpu_render_impl(impl):
-            assert_exact(render_labels_cpu(*args), expected)
-            assert_exact(render_labels(*args, backend="cpu"), expected)
-    for t, b in zip(args[:3], before):
-        assert torch.equal(t, b), "inputs were modified"
-    return expected
+from densevid.kernels.render_cpu import emulation_matches_torch
 
 
 def test_emulation_model_matches_this_torch():
-    # the fast path's exact bilinear model; if this fails the cpu path silently uses F.interpolate
+    # the compiled kernels' exact bilinear model; if this fails the cpu render quietly uses F.interpolate
     assert emulation_matches_torch()
 
 
