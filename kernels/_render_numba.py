@@ -40,9 +40,9 @@ import numpy as np
 from numba import njit
 
 _MIXED = np.uint8(255)
-# Where numba has nowhere writable to cache (read-only install and home), the loader
-# (render_cpu.compiled_kernels) runs this file again with _CACHE = False preset, and every process
-# compiles the kernels itself (a few seconds).
+# Where numba has nowhere writable to cache (read-only install and home) or cannot write its cache
+# (disk full, file size limit), the loader (render_cpu.compiled_kernels) runs this file again with
+# _CACHE = False preset, and every process compiles the kernels itself (a few seconds).
 _CACHE = globals().get("_CACHE", True)
 
 

@@ -61,8 +61,9 @@ def _load_kernels_module(cache: bool):
 
 
 def _cache_unusable(exc: Exception) -> bool:
-    """Whether ``exc`` says numba has nowhere writable to put its cache ("cannot cache", at decoration)."""
-    return isinstance(exc, RuntimeError) and "cannot cache" in str(exc)
+    """Whether ``exc`` says numba cannot keep its cache: nowhere writable to put it ("cannot cache",
+    at decoration), or a failed write (disk full, file size limit, a directory made read-only)."""
+    return isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "cannot cache" in str(exc))
 
 
 @functools.lru_cache(maxsize=1)
@@ -71,7 +72,7 @@ def compiled_kernels():
     the reference (same output, slower) -- when numba cannot be imported or compile (a warning says
     so), or JIT is disabled (``NUMBA_DISABLE_JIT=1``: the kernels would run as slow Python).
     Compiled (or loaded from numba's cache) on first use, with a tiny warm-up call so that a
-    failure shows here, not mid-video. Where numba has nowhere to cache, they compile uncached."""
+    failure shows here, not mid-video. Where numba cannot keep its cache, they compile uncached."""
     try:
         import numba
     except ImportError:

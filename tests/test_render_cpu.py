@@ -5,6 +5,7 @@ trouble. The bounds-checked runs are in test_render_cpu_bounds.py."""
 
 from __future__ import annotations
 
+import errno
 import subprocess
 import sys
 import textwrap
@@ -281,7 +282,9 @@ class _FakeKernels:
             raise self.failure
 
 
-@pytest.mark.parametrize("failure", [RuntimeError("cannot cache function 'render_instance': no locator available")])
+@pytest.mark.parametrize("failure", [OSError(errno.EFBIG, "File too large"), OSError(errno.ENOSPC, "No space left"),
+                                     PermissionError(errno.EACCES, "Permission denied"),
+                                     RuntimeError("cannot cache function 'render_instance': no locator available")])
 def test_kernels_compile_uncached_where_numba_cannot_keep_its_cache(monkeypatch, failure):
     loads = []
 
@@ -338,4 +341,20 @@ def test_compiled_kernels_work_where_numba_has_nowhere_to_cache():
     env = subprocess_env(REPO_ROOT / "tests", NUMBA_CACHE_LOCATOR_CLASSES="ZipCacheLocator")
     result = subprocess.run([sys.executable, "-c", textwrap.dedent(_UNCACHED_RENDER)], env=env, capture_output=True,
                             text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _no_file_may_grow():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # every write fails with EFBIG ("File too large")
+
+
+@pytest.mark.slow
+def test_compiled_kernels_work_where_numba_cannot_write_its_cache(tmp_path):
+    # numba finds a cache directory but writing there fails (here a file size limit of 0: EFBIG, as
+    # a full disk gives ENOSPC): the kernels compile uncached, silently, and render
+    env = subprocess_env(REPO_ROOT / "tests", NUMBA_CACHE_DIR=str(tmp_path / "numba-cache"))
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(_UNCACHED_RENDER)], env=env, capture_output=True,
+                            text=True, timeout=600, preexec_fn=_no_file_may_grow)
     assert result.returncode == 0, result.stderr[-3000:]
