@@ -5,9 +5,14 @@ Backends:
 * ``"reference"`` -- :func:`kernels.reference.render_labels_reference` (slow, the definition).
 * ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference
   (numba-compiled kernels; the reference itself where numba is unusable).
+* ``"device"`` -- :func:`kernels.render_device.render_labels_device`: the reference's method in torch
+  ops on the logits' device (CUDA without Triton). Exact on the CPU; on a GPU its float rounding may
+  flip near-ties, and agreement >= ``GPU_MIN_AGREEMENT`` is the contract.
 * ``"triton"`` -- :func:`kernels.render_triton.render_labels_triton` (CUDA tensors, or CPU tensors
-  under ``TRITON_INTERPRET=1``); agreement >= ``TRITON_MIN_AGREEMENT`` is the contract.
-* ``"auto"`` -- triton when the logits are on CUDA and triton imports, else cpu.
+  under ``TRITON_INTERPRET=1``); agreement >= ``GPU_MIN_AGREEMENT`` is the contract.
+* ``"auto"`` -- on CUDA: triton when it imports, else device; elsewhere: cpu.
+
+(``GPU_MIN_AGREEMENT`` is the tests' tolerance policy, tests/helpers.py.)
 
 Inputs: ``boxes_xyxy`` [N, 4], ``coarse_segm`` [N, 2, S, S], ``fine_segm`` [N, 25, S, S] (S >= 1;
 N may be 0), float16 or float32 logits, always computed in float32 (``.float()``, as the
@@ -24,7 +29,7 @@ from .parts import N_COARSE_CHANNELS, N_FINE_CHANNELS, N_PART_LABELS
 from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
+BACKENDS = ("auto", "reference", "cpu", "device", "triton")
 _WORD_TABLES: dict[bytes, torch.Tensor] = {}
 
 
@@ -60,9 +65,9 @@ def _triton_importable() -> bool:
 
 
 def _resolve(backend: str, device: torch.device) -> str:
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_importable() else "cpu"
-    return backend
+    if backend == "auto" and device.type == "cuda":
+        return "triton" if _triton_importable() else "device"
+    return "cpu" if backend == "auto" else backend
 
 
 def prepare_backend(backend: str, device: torch.device | str) -> None:
@@ -119,6 +124,10 @@ def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm
         from .render_triton import render_labels_triton
 
         return render_labels_triton(boxes_xyxy, coarse_segm, fine_segm, height, width)
+    if chosen == "device":
+        from .render_device import render_labels_device
+
+        return render_labels_device(boxes_xyxy, coarse_segm, fine_segm, height, width)
     fn = render_labels_reference if chosen == "reference" else render_labels_cpu
     return fn(boxes_xyxy, coarse_segm, fine_segm, height, width).to(device)
 
