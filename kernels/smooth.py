@@ -60,8 +60,9 @@ def _vote(window: torch.Tensor, first: int, count: int, total: int, r: int) -> t
 
     Small windows (K <= ``_PAIRWISE_MAX_K``) compare the window's frames pairwise: the winner is
     one of the labels present, and its votes are the number of frames equal to it (K^2 uint8
-    comparisons per frame; measured ~9x faster than counting all 25 labels at K = 5). Larger windows count votes
-    per label in int16 [chunk, 25, H, W] (13 MB per 512x512 frame), a few frames at a time.
+    comparisons per frame: while K is small, far less work than counting all 25 labels). Larger
+    windows count votes per label in int16 [chunk, 25, H, W] (13 MB per 512x512 frame), a few frames
+    at a time.
     """
     if 2 * r + 1 <= _PAIRWISE_MAX_K:
         parts = [_vote_pairwise(window, i, total, r) for i in range(first, first + count)]
