@@ -20,6 +20,13 @@ with PyAV 18 / FFmpeg 8):
 * MKV (matroska muxer): always 1/1000 (millisecond timestamps). Pts are rounded to the nearest
   millisecond, so the decoded output agrees with the input within 0.5 ms, exactly only when the
   input timestamps are whole milliseconds (e.g. 1/25 s frames).
+
+Colour: H.264 frames are converted from RGB with the BT.601 matrix into limited-range yuv420p
+(what swscale did implicitly before, and what decoders assume for untagged video) and the stream
+says so: matrix smpte170m (BT.601), range tv, and, for the RGB side, the colormaps' sRGB: BT.709
+primaries, sRGB transfer. A player that honours the tags (browsers do; Chromium guesses BT.709
+for untagged video of some sizes) shows the colormap colours; one that ignores them defaults to
+BT.601 and does too. BT.709 conversion would have pleased the tag-aware players only.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import av
 import av.error
 import numpy as np
 import torch
+from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
 
 from ._errors import OutputError
 
@@ -46,6 +54,14 @@ X264_PRESET = "fast"
 # Lossless: FFV1 with an RGB pixel format, so decoding gives back the rendered RGB bit for bit
 # (a YUV format would round-trip through a colour conversion). bgr0 = packed RGB for FFV1.
 FFV1_PIX_FMT = "bgr0"
+
+# The colour description of H.264 outputs (see the module docstring). AVCOL_SPC_SMPTE170M has no
+# PyAV enum (reformatter.Colorspace is swscale's numbering, where ITU601 is 5).
+H264_MATRIX = Colorspace.ITU601  # the conversion
+H264_COLORSPACE_TAG = 6  # AVCOL_SPC_SMPTE170M: the BT.601 matrix
+H264_RANGE = ColorRange.MPEG  # limited range
+H264_PRIMARIES = ColorPrimaries.BT709  # sRGB's primaries
+H264_TRANSFER = ColorTrc.IEC61966_2_1  # sRGB
 
 _MAX_TIMESCALE = 2**31 - 1
 _LOSSY_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -224,6 +240,10 @@ class VideoWriter(AtomicOutput):
             stream.time_base = tb
             stream.codec_context.time_base = tb  # encoder works in input ticks; PyAV derives dts
             stream.thread_type = "AUTO"
+            if not self.lossless:  # the encoder writes these into the H.264 stream (VUI) and the muxer into the MP4
+                context = stream.codec_context
+                context.colorspace, context.color_range = H264_COLORSPACE_TAG, H264_RANGE
+                context.color_primaries, context.color_trc = H264_PRIMARIES, H264_TRANSFER
             self._stream = stream
         except (av.error.FFmpegError, OSError) as err:
             raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
@@ -254,6 +274,8 @@ class VideoWriter(AtomicOutput):
                 if self._last_pts is not None and p <= self._last_pts:
                     p = self._last_pts + 1
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                if not self.lossless:  # explicitly, not left to the encoder's implicit conversion
+                    frame = frame.reformat(format="yuv420p", dst_colorspace=H264_MATRIX, dst_color_range=H264_RANGE)
                 frame.pts = p
                 frame.time_base = self.time_base
                 for packet in self._stream.encode(frame):
