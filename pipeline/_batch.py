@@ -1,9 +1,13 @@
 """Run a list of jobs with one model per process: resume, per-input isolation, the summary and the report.
 
 Resume rule: outputs only ever appear under their final name complete (temporary file + atomic
-rename, see ``_encode``), so an existing output *is* a finished one: it is "skipped" without
-decoding anything (``--overwrite`` redoes it). The suffix of the input decides whether the output
-is a video or a PNG for that check; the probe corrects it for a file whose suffix lies.
+rename, see ``_encode``), and each carries the fingerprint of what made it (``_fingerprint``). An
+input whose outputs all exist with the fingerprint this run would write is "skipped" without
+decoding anything (``--overwrite`` redoes it). An output made from another input, with other
+settings or another model, or without a fingerprint (an older densevid, another tool), is never
+taken for finished: that input fails with a line saying what differs and how to proceed. The
+suffix of the input decides whether the output is a video or a PNG for that check; the probe
+corrects it for a file whose suffix lies.
 
 Isolation: every problem that belongs to one input (unreadable, corrupt, unwritable output, even an
 unexpected exception) is recorded as that input's one-line failure and the batch goes on. Only what
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ._config import EncodeConfig
-from ._errors import DensevidError, OutputError
+from ._errors import ConfigError, DensevidError, ModelError, OutputError
 from ._inputs import Job
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -156,22 +160,55 @@ def pending_result(job: Job, config: EncodeConfig) -> InputResult:
 
 
 def skip_check(job: Job, config: EncodeConfig) -> InputResult | None:
-    """The cheap part of a job (no decoding): a planning error, output = input, or a finished output."""
+    """The cheap part of a job (no decoding): a planning error, output = input, or outputs that exist
+    (finished: "skipped"; stale or of unknown origin: "failed", see ``resume_check``).
+
+    Raises BatchAbort when outputs exist but the model to compare them with cannot be found."""
     out = job.output_path(config.lossless)
     if job.error:
         return InputResult(str(job.input_path), str(out), "failed", seconds=0.0, error=job.error)
     if out.exists() and _same_file(out, job.input_path):
         return InputResult(str(job.input_path), str(out), "failed", seconds=0.0,
                            error=f"output {out} is the input file; choose another output path")
-    if not config.overwrite and _all_exist(out, job):
-        return InputResult(str(job.input_path), str(out), "skipped")
-    return None
+    return resume_check(job, out, config)
 
 
-def _all_exist(out: Path, job: Job) -> bool:
-    # each output is renamed into place only when whole, so existing = complete; an input is done
-    # when all of its outputs are (if only some are, the encode refuses the existing ones: --overwrite)
-    return out.is_file() and all(p.exists() for p in job.extra_outputs())
+def _outputs_of(job: Job, out: Path) -> list[tuple[Path, str]]:
+    """Every output of ``job`` with the flag that names it."""
+    named = [(out, "-o"), (job.frames_dir, "--frames"), (job.preview_path, "--preview"), (job.iuv_path, "--iuv")]
+    return [(path, flag) for path, flag in named if path is not None]
+
+
+def resume_check(job: Job, out: Path, config: EncodeConfig) -> InputResult | None:
+    """None when there is work to do (nothing exists yet, or --overwrite); "skipped" when every
+    output exists with the fingerprint this run would write; "failed" with what differs otherwise."""
+    if config.overwrite:
+        return None
+    outputs = _outputs_of(job, out)
+    existing = [(path, flag) for path, flag in outputs if path.exists()]
+    if not existing:
+        return None
+    from ._fingerprint import expected_fingerprint, mismatch, stored_fingerprint
+
+    try:
+        expected = expected_fingerprint(job.input_path, config)
+    except (ModelError, ConfigError) as error:  # the same stop as a model that cannot load
+        raise BatchAbort(one_line(error)) from error
+    except OSError:
+        return None  # the input cannot be read: the encode fails it with the proper reason
+
+    def failed(error: str) -> InputResult:
+        return InputResult(str(job.input_path), str(out), "failed", seconds=0.0, error=error)
+
+    for path, flag in existing:
+        reason = mismatch(stored_fingerprint(path), expected)
+        if reason is not None:
+            return failed(f"{path} exists but {reason}; pass --overwrite to replace it, or choose another {flag}")
+    if len(existing) < len(outputs):
+        missing = next(path for path, _ in outputs if not path.exists())
+        return failed(f"{missing} does not exist but {existing[0][0]} does (made from this input with these settings): "
+                      f"pass --overwrite to write all outputs of this input again")
+    return InputResult(str(job.input_path), str(out), "skipped")
 
 
 def job_config(job: Job, config: EncodeConfig) -> EncodeConfig:
@@ -198,8 +235,10 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
         info = probe_video(job.input_path)
         if info.is_image != job.looks_like_image:  # a suffix that lies: the probe decides
             out = job.output_path(config.lossless, image=info.is_image)
-            if not config.overwrite and _all_exist(out, job) and not _same_file(out, job.input_path):
-                return InputResult(str(job.input_path), str(out), "skipped")
+            if not _same_file(out, job.input_path):
+                settled = resume_check(job, out, config)
+                if settled is not None:
+                    return settled
         mirrored = [out] if job.output_dir is not None else []
         if job.extras_mirrored:
             mirrored += job.extra_outputs()
@@ -296,7 +335,8 @@ class ConsoleProgress:
             self._write(f"densevid: error: {result.error}" if named
                         else f"densevid: error: {result.input}: {result.error}")
         elif not self.quiet and result.status == "skipped":
-            self._write(f"densevid: skipped {result.input}: {result.output} exists (--overwrite redoes it)")
+            self._write(f"densevid: skipped {result.input}: {result.output} exists, made from this input with these "
+                        f"settings (--overwrite redoes it)")
         elif not self.quiet and result.status == "done":
             fps = result.frames / result.seconds if result.seconds else float("inf")
             self._write(f"{result.output}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)",

@@ -185,7 +185,11 @@ def run_on_ray(jobs: Sequence[Job], config: EncodeConfig, address: str = "local"
 
     todo = []
     for i, job in enumerate(jobs):  # settled by the driver, without Ray
-        early = skip_check(job, config)
+        try:
+            early = skip_check(job, config)
+        except BatchAbort as abort:  # outputs to compare, but no model to compare them with
+            report.fatal, todo = abort.reason, []
+            break
         if early is not None:
             record(i, early)
         else:

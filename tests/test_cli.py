@@ -62,20 +62,25 @@ def test_image_input_gives_png(tmp_path, standin_models, tuple_model):
     assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image, tuple_model, cmap="parula", resolution=64)))
 
 
-def test_existing_output_is_skipped_without_overwrite(tmp_path, standin_models):
-    # the resume rule: an output under its final name is complete (atomic rename), so it is skipped
+def test_existing_output_of_unknown_origin_is_refused_without_overwrite(tmp_path, standin_models):
+    # an output without densevid's fingerprint (another tool, an older densevid) cannot be told
+    # from a stale one: refused, untouched, exit 1; --overwrite replaces it
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(3, 32, 32))
     out = tmp_path / "a_densepose.mkv"
     out.write_bytes(b"precious")
     args = (clip, "--lossless", "--model", standin_models["tuple"], "--resolution", "64")
     result = run_cli(*args)
-    assert result.exit_code == 0 and result.output == "", result.output
+    assert result.exit_code == 1
+    assert result.output == (f"densevid: error: {out} exists but has no densevid fingerprint (made by an older "
+                             f"densevid or another tool), so it cannot be checked against this run; pass --overwrite "
+                             f"to replace it, or choose another -o\n")
     assert out.read_bytes() == b"precious"
-    loud = CliRunner().invoke(main, ["encode", *map(str, args)])
-    assert loud.exit_code == 0
-    assert loud.output.strip() == f"densevid: skipped {clip}: {out} exists (--overwrite redoes it)"
     assert run_cli(*args, "--overwrite").exit_code == 0
     assert decode_all(out)[0].shape == (3, 64, 64, 3)
+    loud = CliRunner().invoke(main, ["encode", *map(str, args)])  # now it is this run's output: skipped
+    assert loud.exit_code == 0
+    assert loud.output.strip() == (f"densevid: skipped {clip}: {out} exists, made from this input with these "
+                                   f"settings (--overwrite redoes it)")
 
 
 def _missing(p):
@@ -176,3 +181,4 @@ def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tm
     (with_numba, pts_with), (without_numba, pts_without) = decode_all(outputs["with"]), decode_all(outputs["without"])
     assert len(with_numba) == 3 and pts_with == pts_without
     assert_exact(torch.from_numpy(without_numba), torch.from_numpy(with_numba))
+
