@@ -11,7 +11,8 @@ corrects it for a file whose suffix lies.
 
 Isolation: every problem that belongs to one input (unreadable, corrupt, unwritable output, even an
 unexpected exception) is recorded as that input's one-line failure and the batch goes on. Only what
-makes every input fail stops the batch: the model cannot be found or loaded (``BatchReport.fatal``).
+makes every input fail stops the batch: the model cannot be found or loaded (``BatchReport.fatal``);
+``run_batch`` then raises ``BatchStopped`` (a ``ModelError`` carrying the report).
 Ctrl-C / SIGTERM (KeyboardInterrupt) stops it too: the encode in flight removes its temporary file,
 and the report lists what finished; unfinished inputs are "pending".
 
@@ -126,6 +127,16 @@ class BatchAbort(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class BatchStopped(ModelError):
+    """The batch stopped because no input could succeed: the model (or its device) cannot be found or
+    loaded, or no Ray worker can start. ``str()`` is the one-line reason; ``report`` is the batch's
+    report (``fatal`` set, inputs not reached "pending"), so a caller can still write it."""
+
+    def __init__(self, report: BatchReport) -> None:
+        super().__init__(report.fatal)
+        self.report = report
 
 
 class EstimatorCache:
@@ -268,17 +279,22 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
 def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: ProgressFactory | None = None,
               on_result: Callable[[Job, InputResult], None] | None = None,
               estimator: Callable[[], object] | None = None) -> BatchReport:
-    """Run ``jobs`` in order in this process with one estimator; never raises for one input's sake."""
+    """Run ``jobs`` in order in this process with one estimator; never raises for one input's sake.
+
+    Raises BatchStopped (a ModelError, with the report) when the model cannot be found or loaded:
+    then no input can succeed. An interruption (Ctrl-C, SIGTERM) returns the report with
+    ``interrupted`` set."""
     started = time.perf_counter()
     estimator = estimator or EstimatorCache(config)
     results: list[InputResult | None] = [None] * len(jobs)
     report = BatchReport([])
+    stopped_by: BaseException | None = None
     try:
         for i, job in enumerate(jobs):
             try:
                 results[i] = run_job(job, config, estimator, progress_factory)
             except BatchAbort as abort:
-                report.fatal = abort.reason
+                report.fatal, stopped_by = abort.reason, abort.__cause__
                 break
             if on_result:
                 on_result(job, results[i])
@@ -286,6 +302,8 @@ def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: Pr
         report.interrupted = True
     report.results = [r if r is not None else pending_result(job, config) for job, r in zip(jobs, results)]
     report.seconds = time.perf_counter() - started
+    if report.fatal:
+        raise BatchStopped(report) from stopped_by
     return report
 
 

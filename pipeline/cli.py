@@ -154,7 +154,7 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
       densevid encode --from-list all.txt -o hints/ --shard $SLURM_ARRAY_TASK_ID/8
       densevid encode videos/ -o hints/ --ray        (local Ray; --ray auto joins a cluster)
     """
-    from ._batch import ConsoleProgress, run_batch
+    from ._batch import BatchStopped, ConsoleProgress, run_batch
     from ._inputs import build_plan, parse_shard
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -177,6 +177,8 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
                                     on_result=progress.result)
             else:
                 report = run_batch(plan.jobs, config, progress_factory=progress.frames, on_result=progress.result)
+        except BatchStopped as stopped:  # the model cannot load: report what there is, then one line
+            report = stopped.report
         finally:
             progress.close()
         report.shard = shard
