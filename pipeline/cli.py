@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ._config import SETTINGS, EncodeConfig, flag_of
-from ._errors import ConfigError, DensevidError, UsageError
+from ._errors import ConfigError, DensevidError, DensevidWarning, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -55,8 +55,10 @@ def main() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Python warnings (e.g. the CPU render falling back to torch ops) as one line each."""
-    click.echo(f"densevid: warning: {message}", err=True)
+    """densevid's own warnings (e.g. the CPU render falling back to torch ops) as one line each. Other
+    libraries' warnings (e.g. torch's, raised inside the model) are not ours to show on every run."""
+    if issubclass(category, DensevidWarning):
+        click.echo(f"densevid: warning: {message}", err=True)
 
 
 # --- the settings of `encode`: one option per row of _config.SETTINGS ---------------------------------

@@ -182,3 +182,49 @@ def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tm
     assert len(with_numba) == 3 and pts_with == pts_without
     assert_exact(torch.from_numpy(without_numba), torch.from_numpy(with_numba))
 
+
+def _noisy_model(path, standin):
+    """The stand-in wrapped so that its forward raises a UserWarning inside TorchScript, as the real
+    exports do (``torch.meshgrid: in an upcoming release ...``)."""
+    import textwrap
+
+    source = path.with_suffix(".py")
+    source.write_text(textwrap.dedent(f"""
+        import warnings
+        from typing import Tuple
+        import torch
+        import torchvision  # noqa: F401
+
+        class Noisy(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                            torch.Tensor]:
+                warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing "
+                              "argument.")
+                return self.inner(image)
+
+        torch.jit.script(Noisy(torch.jit.load({str(standin)!r}))).save({str(path)!r})
+    """))
+    subprocess.run([sys.executable, "-W", "ignore", str(source)], check=True, timeout=300)
+    return path
+
+
+def test_warnings_from_inside_the_model_are_not_shown_as_densevid_warnings(tmp_path, standin_models, capsys):
+    model = _noisy_model(tmp_path / "noisy.torchscript", standin_models["tuple"])
+    clip = make_clip(tmp_path / "clip.mkv", synthetic_frames(2, 40, 40))
+    result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(clip), "--lossless",
+                             "--model", str(model), "--resolution", "64", "--device", "cpu", "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout == ""
+    # densevid's own warnings still are, one line each (a real one: test_without_numba_...)
+    from densevid.pipeline._errors import DensevidWarning
+    from densevid.pipeline.cli import _show_warning
+
+    _show_warning("the compiled CPU render is unavailable", DensevidWarning, "x.py", 1)
+    _show_warning("torch.meshgrid: in an upcoming release", UserWarning, "x.py", 1)
+    assert capsys.readouterr().err == "densevid: warning: the compiled CPU render is unavailable\n"
+
