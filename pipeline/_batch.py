@@ -58,6 +58,7 @@ class InputResult:
     seconds: float | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # information, not a problem (e.g. the audio is not copied)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -272,8 +273,10 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
     except Exception as error:  # a bug, but it belongs to this input: the batch goes on
         return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
                            error=one_line(f"unexpected {type(error).__name__}: {error}"))
+    notes = [f"{job.input_path.name} has audio; the hint video has none (densevid writes video only)"] \
+        if info.has_audio else []
     return InputResult(str(job.input_path), str(result.output_path), "done", frames=result.frames,
-                       seconds=time.perf_counter() - started, warnings=list(result.warnings))
+                       seconds=time.perf_counter() - started, warnings=list(result.warnings), notes=notes)
 
 
 def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: ProgressFactory | None = None,
@@ -310,21 +313,31 @@ def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: Pr
 # --- the console: progress bars, one-line messages, the summary --------------------------------------
 
 
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
 class ConsoleProgress:
     """tqdm bars (videos, and frames of the current video) and one-line messages.
 
     ``single``: one input given as a file: no videos bar, no summary, errors exactly as
     ``densevid: error: <reason>``. ``quiet``: no bars, no per-input "done" lines, no summary;
-    errors and warnings are always printed.
+    errors and warnings are always printed. ``interactive`` (default: stderr is a terminal): bars;
+    otherwise (a log file, a pipe, a CI job) plain lines only, one per finished input: a bar
+    redrawn with carriage returns is noise there.
     """
 
-    def __init__(self, total: int, quiet: bool = False, single: bool = False) -> None:
+    def __init__(self, total: int, quiet: bool = False, single: bool = False, interactive: bool | None = None) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.quiet = quiet
         self.single = single
-        self._videos = tqdm(total=total, unit="video", desc="densevid", disable=quiet or single or total == 0,
+        self.bars = not quiet and (_stderr_is_terminal() if interactive is None else interactive)
+        self._videos = tqdm(total=total, unit="video", desc="densevid", disable=not self.bars or single or total == 0,
                             dynamic_ncols=True)
         self._frames = None
 
@@ -333,7 +346,7 @@ class ConsoleProgress:
 
     def frames(self, job: Job, total: int | None) -> Callable[[int], None] | None:
         self._close_frames()
-        if self.quiet:
+        if not self.bars:
             return None
         self._frames = self._tqdm(total=total, unit="frame", desc=Path(job.rel).name, leave=False,
                                   position=0 if self.single else 1, dynamic_ncols=True)
@@ -357,8 +370,11 @@ class ConsoleProgress:
                         f"settings (--overwrite redoes it)")
         elif not self.quiet and result.status == "done":
             fps = result.frames / result.seconds if result.seconds else float("inf")
-            self._write(f"{result.output}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)",
-                        err=False)
+            self._write(f"{result.output}  ({result.frames} frames encoded in {result.seconds:.1f} s, "
+                        f"{fps:.1f} frames/s)", err=False)
+        if not self.quiet:
+            for note in result.notes:
+                self._write(f"densevid: note: {note}")
         self._videos.update(1)
 
     def close(self) -> None:

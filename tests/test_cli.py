@@ -1,9 +1,12 @@
 """`densevid encode` end to end on generated clips, with stand-in models of the real contract."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
@@ -228,3 +231,57 @@ def test_warnings_from_inside_the_model_are_not_shown_as_densevid_warnings(tmp_p
     _show_warning("torch.meshgrid: in an upcoming release", UserWarning, "x.py", 1)
     assert capsys.readouterr().err == "densevid: warning: the compiled CPU render is unavailable\n"
 
+
+def _clip_with_audio(path, frames):
+    """A video with an AAC audio track (a phone video, say)."""
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                container.mux(packet)
+        samples = np.zeros((1, 1024), np.float32)
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
+
+
+def test_log_output_has_plain_lines_the_encode_time_and_the_audio_note(tmp_path, standin_models):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _clip_with_audio(videos / "talk.mp4", synthetic_frames(3, 48, 64, seed=1))
+    make_clip(videos / "quiet.mkv", synthetic_frames(2, 40, 40, seed=2))
+    report = tmp_path / "report.json"
+    args = [sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(tmp_path / "o"),
+            "--model", str(standin_models["tuple"]), "--resolution", "64", "--device", "cpu", "--report", str(report)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)  # stderr is a pipe, not a terminal
+    assert result.returncode == 0, result.stderr
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream and "\x1b" not in stream, stream  # no progress bars redrawn into the log
+    out = tmp_path / "o"
+    done = result.stdout.splitlines()
+    assert len(done) == 2
+    assert re.fullmatch(rf"{re.escape(str(out / 'quiet_densepose.mp4'))}  \(2 frames encoded in \d+\.\d s, "
+                        r"\d+\.\d frames/s\)", done[0]), done
+    assert done[1].startswith(f"{out / 'talk_densepose.mp4'}  (3 frames encoded in ")
+    note, summary = result.stderr.splitlines()
+    assert note == "densevid: note: talk.mp4 has audio; the hint video has none (densevid writes video only)"
+    assert re.fullmatch(r"densevid: 2 inputs: 2 done, 0 skipped, 0 failed \(\d+\.\d s\)", summary), summary
+    entries = {Path(e["input"]).name: e for e in json.loads(report.read_text())["inputs"]}
+    assert entries["talk.mp4"]["notes"] == ["talk.mp4 has audio; the hint video has none (densevid writes video only)"]
+    assert entries["quiet.mkv"]["notes"] == []
+    with av.open(str(out / "talk_densepose.mp4")) as container:
+        assert len(container.streams.audio) == 0  # what the note says
+    quiet = subprocess.run(args + ["-q", "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""
