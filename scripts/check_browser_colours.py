@@ -5,7 +5,7 @@ Debian package plays H.264). Pass ``--chromium PATH`` for another binary.
 
 For each size (portrait 512x910, the default output of a 576x1024 video; square 512x512, MagicAnimate;
 landscape 910x512) it writes a hint-like video of flat bands of colormap colours with densevid's own
-writer (``VideoWriter``: the conversion and colour tags of every H.264 output), and, for comparison,
+writer (``VideoWriter``: the conversion, colour tags and fingerprint tag of every H.264 output), and, for comparison,
 the same frames the way densevid wrote them before it tagged its outputs (PyAV's implicit conversion,
 no tags). A tiny page served from 127.0.0.1 plays each video in a <video>, draws a frame onto a
 canvas and reads the pixel at the centre of every band; the script prints measured vs expected.
@@ -78,8 +78,15 @@ def bands(height: int, width: int):
     return image, points, colours.astype(int).tolist()
 
 
+# what an encode stores in its outputs (see pipeline/_fingerprint.py): the MP4 carries it as a tag
+FINGERPRINT = json.dumps({"format": 1, "input": {"name": "dance.mp4", "size": 1, "sample_sha256": "0" * 64},
+                          "model": {"file": "densepose_r50_fpn_dl.torchscript", "size": 1, "sha256": "0" * 64},
+                          "settings": {"cmap": "viridis"}}, sort_keys=True, separators=(",", ":"))
+
+
 def write_densevid(path: Path, image: np.ndarray) -> None:
-    with VideoWriter(path, image.shape[1], image.shape[0], Fraction(1, 25), Fraction(25)) as writer:
+    with VideoWriter(path, image.shape[1], image.shape[0], Fraction(1, 25), Fraction(25),
+                     fingerprint=FINGERPRINT) as writer:
         writer.write(np.stack([image] * FRAMES), list(range(FRAMES)))
 
 
