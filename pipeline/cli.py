@@ -143,8 +143,9 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
     """Render the DensePose hint video of every INPUT.
 
     INPUT is a video or image file, a directory (searched recursively for video and image files),
-    or a glob ('videos/**/*.mp4'). An input whose output exists is skipped, so rerunning the same
-    command after a crash does only what is left. One bad input does not stop the others.
+    or a glob ('videos/**/*.mp4'). An input whose output exists, made from it with the same settings
+    and model, is skipped, so rerunning the same command after a crash does only what is left; an
+    output made otherwise is refused (--overwrite replaces it). One bad input does not stop the others.
 
     Exit code: 0 all done or skipped, 1 some failed, 2 usage error, 130 interrupted.
 
