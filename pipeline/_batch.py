@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ._config import EncodeConfig
-from ._errors import ConfigError, DensevidError, ModelError, OutputError
+from ._errors import DensevidError, ModelError, OutputError
 from ._inputs import Job
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -204,7 +204,7 @@ def resume_check(job: Job, out: Path, config: EncodeConfig) -> InputResult | Non
 
     try:
         expected = expected_fingerprint(job.input_path, config)
-    except (ModelError, ConfigError) as error:  # the same stop as a model that cannot load
+    except ModelError as error:  # the same stop as a model that cannot load
         raise BatchAbort(one_line(error)) from error
     except OSError:
         return None  # the input cannot be read: the encode fails it with the proper reason

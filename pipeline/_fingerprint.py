@@ -27,7 +27,8 @@ once per process, which costs a fraction of loading it.
 Effective values: what the run does, not how it was spelled: ``resolution`` left unset is 512
 without ``--size`` (with ``--size`` it stays "implied by --size": the framing decides it from the
 input's size, which the input identity covers); ``fit`` unset with ``--size`` is ``crop``; ``half``
-is off where the model runs on the CPU (fp16 is CUDA only).
+is off with ``--device cpu`` (fp16 is CUDA only). With ``--device auto`` it stays as asked: the
+driver of a Ray run, which checks outputs, may have no GPU while its workers, which write them, do.
 """
 
 from __future__ import annotations
@@ -108,17 +109,21 @@ def run_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, estimat
     """The fingerprint of an encode: ``config``'s settings with the estimator's model, colormap and
     precision (those of the estimator always apply, see ``encode_video``)."""
     return make_fingerprint(input_path, config, estimator.model.path, cmap=estimator.config.cmap,
-                            half=estimator.model.half)
+                            half=_half(estimator.config))
 
 
 def expected_fingerprint(input_path: str | os.PathLike, config: EncodeConfig) -> str:
     """The fingerprint an encode of ``input_path`` with ``config`` would write, without loading the
-    model (its file is found, not loaded). ModelError / ConfigError when the model or device is unusable."""
+    model (its file is found, not loaded). ModelError when the model cannot be found."""
     from ._models import resolve_model_path
 
     model_path = resolve_model_path(config.model, config.model_dir)
-    half = config.half and config.torch_device.type == "cuda"
-    return make_fingerprint(input_path, config, model_path, cmap=config.cmap, half=half)
+    return make_fingerprint(input_path, config, model_path, cmap=config.cmap, half=_half(config))
+
+
+def _half(config: EncodeConfig) -> bool:
+    """fp16 as asked, where it can apply: the same on every machine (see the module docstring)."""
+    return config.half and config.device != "cpu"
 
 
 def stored_fingerprint(path: str | os.PathLike) -> str | None:

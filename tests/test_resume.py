@@ -90,6 +90,10 @@ def test_effective_values_not_spellings_decide(tmp_path, clip, standin_models):
             EncodeConfig(model=model, device="cpu", batch_size=3, overwrite=True)]  # no effect on the output
     for config in same:
         assert expected_fingerprint(clip, config) == expected_fingerprint(clip, base)
+    # --half where CUDA may run it counts as asked, whatever this machine has: a Ray driver without a
+    # GPU checks what its GPU workers wrote
+    assert "--half off there, on now" in mismatch(expected_fingerprint(clip, base),
+                                                  expected_fingerprint(clip, EncodeConfig(model=model, half=True)))
     assert expected_fingerprint(clip, EncodeConfig(model=str(standin_models["tuple"]), size=64)) == \
         expected_fingerprint(clip, EncodeConfig(model=str(standin_models["tuple"]), size=64, fit="crop"))
     # the same bytes elsewhere (moved, copied without mtime) are the same input
@@ -101,6 +105,16 @@ def test_effective_values_not_spellings_decide(tmp_path, clip, standin_models):
 
 
 # --- resume: skip, refuse, overwrite ------------------------------------------------------------------
+
+
+def test_half_is_recorded_as_asked_so_a_rerun_anywhere_agrees(tmp_path, clip, standin_models):
+    out = tmp_path / "hint.mkv"
+    args = (clip, "-o", out, "--lossless", "--model", standin_models["tuple"], "--resolution", "64", "--half")
+    assert run_cli(*args).exit_code == 0  # --device auto: fp32 on this CPU, fp16 where CUDA is
+    assert json.loads(stored_fingerprint(out))["settings"]["half"] is True
+    assert run_cli(*args).exit_code == 0  # skipped
+    result = run_cli(*args[:-1])
+    assert result.exit_code == 1 and "--half on there, off now" in result.output
 
 
 def test_same_run_is_skipped_other_settings_input_or_model_are_refused(tmp_path, clip, standin_models):
