@@ -65,6 +65,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..pipeline._errors import DensevidWarning
 from .reference import instance_labels_reference, visible_box
 
 _REL_MARGIN = 1e-5  # >> the few float32 ulps of error of a 4-tap bilinear value
@@ -607,7 +608,7 @@ def compiled_kernels():
         import numba
     except ImportError:
         warnings.warn("numba is not installed: the CPU render uses its slower torch-op path (same output; "
-                      "pip install numba)", RuntimeWarning, stacklevel=2)
+                      "pip install numba)", DensevidWarning, stacklevel=2)
         return None
     if numba.config.DISABLE_JIT:
         return None
@@ -621,7 +622,7 @@ def compiled_kernels():
         kernels.warm_up()
     except Exception as exc:  # noqa: BLE001 -- any failure means: use the torch path (same output)
         warnings.warn(f"the compiled CPU render is unavailable ({type(exc).__name__}: {exc}): using its "
-                      "slower torch-op path (same output)", RuntimeWarning, stacklevel=2)
+                      "slower torch-op path (same output)", DensevidWarning, stacklevel=2)
         return None
     return kernels
 
