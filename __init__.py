@@ -9,7 +9,8 @@ Public API (everything else is private and may change)::
                          many inputs: expand/shard them, run them with one model, the report
     run_on_ray           the same on Ray (imports ray only when called)
     EncodeResult, FrameBatch, Detections
-    DensevidError (+ InputError, OutputError, ModelError, ConfigError, UsageError)
+    DensevidError (+ InputError, OutputError, ModelError, ConfigError, UsageError; BatchStopped, a ModelError
+                   raised by run_batch/run_on_ray when the model cannot load), DensevidWarning
 
 This folder is the package ``densevid`` (pip installs it under that one name; its sub-packages are
 ``densevid.pipeline`` and ``densevid.kernels``) and, as it is, a ComfyUI custom node: ComfyUI
@@ -28,6 +29,7 @@ _EXPORTS = {
     "EncodeResult": ".pipeline._engine",
     "encode_video": ".pipeline._engine",
     "BatchReport": ".pipeline._batch",
+    "BatchStopped": ".pipeline._batch",
     "InputResult": ".pipeline._batch",
     "run_batch": ".pipeline._batch",
     "run_on_ray": ".pipeline._ray",
@@ -42,6 +44,7 @@ _EXPORTS = {
     "ModelError": ".pipeline._errors",
     "OutputError": ".pipeline._errors",
     "UsageError": ".pipeline._errors",
+    "DensevidWarning": ".pipeline._errors",
     # the ComfyUI node
     "NODE_CLASS_MAPPINGS": ".pipeline.comfy",
     "NODE_DISPLAY_NAME_MAPPINGS": ".pipeline.comfy",

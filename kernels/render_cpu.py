@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..pipeline._errors import DensevidWarning
 from .parts import N_FINE_CHANNELS
 from .reference import instance_labels_reference, render_labels_reference, visible_box
 
@@ -77,7 +78,7 @@ def compiled_kernels():
         import numba
     except ImportError:
         warnings.warn("numba is not installed: the CPU render runs the plain reference render (slower, same "
-                      "output; pip install numba)", RuntimeWarning, stacklevel=2)
+                      "output; pip install numba)", DensevidWarning, stacklevel=2)
         return None
     if numba.config.DISABLE_JIT:
         return None
@@ -92,7 +93,7 @@ def compiled_kernels():
             kernels.warm_up()
     except Exception as exc:  # noqa: BLE001 -- any failure means: use the reference (same output)
         warnings.warn(f"the compiled CPU render is unavailable ({type(exc).__name__}: {exc}): the CPU render "
-                      "runs the plain reference render (slower, same output)", RuntimeWarning, stacklevel=2)
+                      "runs the plain reference render (slower, same output)", DensevidWarning, stacklevel=2)
         return None
     return kernels
 

@@ -1,13 +1,18 @@
 """Run a list of jobs with one model per process: resume, per-input isolation, the summary and the report.
 
 Resume rule: outputs only ever appear under their final name complete (temporary file + atomic
-rename, see ``_encode``), so an existing output *is* a finished one: it is "skipped" without
-decoding anything (``--overwrite`` redoes it). The suffix of the input decides whether the output
-is a video or a PNG for that check; the probe corrects it for a file whose suffix lies.
+rename, see ``_encode``), and each carries the fingerprint of what made it (``_fingerprint``). An
+input whose outputs all exist with the fingerprint this run would write is "skipped" without
+decoding anything (``--overwrite`` redoes it). An output made from another input, with other
+settings or another model, or without a fingerprint (an older densevid, another tool), is never
+taken for finished: that input fails with a line saying what differs and how to proceed. The
+suffix of the input decides whether the output is a video or a PNG for that check; the probe
+corrects it for a file whose suffix lies.
 
 Isolation: every problem that belongs to one input (unreadable, corrupt, unwritable output, even an
 unexpected exception) is recorded as that input's one-line failure and the batch goes on. Only what
-makes every input fail stops the batch: the model cannot be found or loaded (``BatchReport.fatal``).
+makes every input fail stops the batch: the model cannot be found or loaded (``BatchReport.fatal``);
+``run_batch`` then raises ``BatchStopped`` (a ``ModelError`` carrying the report).
 Ctrl-C / SIGTERM (KeyboardInterrupt) stops it too: the encode in flight removes its temporary file,
 and the report lists what finished; unfinished inputs are "pending".
 
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ._config import EncodeConfig
-from ._errors import DensevidError, OutputError
+from ._errors import DensevidError, ModelError, OutputError
 from ._inputs import Job
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -53,6 +58,7 @@ class InputResult:
     seconds: float | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # information, not a problem (e.g. the audio is not copied)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -124,6 +130,16 @@ class BatchAbort(Exception):
         self.reason = reason
 
 
+class BatchStopped(ModelError):
+    """The batch stopped because no input could succeed: the model (or its device) cannot be found or
+    loaded, or no Ray worker can start. ``str()`` is the one-line reason; ``report`` is the batch's
+    report (``fatal`` set, inputs not reached "pending"), so a caller can still write it."""
+
+    def __init__(self, report: BatchReport) -> None:
+        super().__init__(report.fatal)
+        self.report = report
+
+
 class EstimatorCache:
     """Builds the DensePoseEstimator on first use and keeps it: one model load per process."""
 
@@ -156,22 +172,55 @@ def pending_result(job: Job, config: EncodeConfig) -> InputResult:
 
 
 def skip_check(job: Job, config: EncodeConfig) -> InputResult | None:
-    """The cheap part of a job (no decoding): a planning error, output = input, or a finished output."""
+    """The cheap part of a job (no decoding): a planning error, output = input, or outputs that exist
+    (finished: "skipped"; stale or of unknown origin: "failed", see ``resume_check``).
+
+    Raises BatchAbort when outputs exist but the model to compare them with cannot be found."""
     out = job.output_path(config.lossless)
     if job.error:
         return InputResult(str(job.input_path), str(out), "failed", seconds=0.0, error=job.error)
     if out.exists() and _same_file(out, job.input_path):
         return InputResult(str(job.input_path), str(out), "failed", seconds=0.0,
                            error=f"output {out} is the input file; choose another output path")
-    if not config.overwrite and _all_exist(out, job):
-        return InputResult(str(job.input_path), str(out), "skipped")
-    return None
+    return resume_check(job, out, config)
 
 
-def _all_exist(out: Path, job: Job) -> bool:
-    # each output is renamed into place only when whole, so existing = complete; an input is done
-    # when all of its outputs are (if only some are, the encode refuses the existing ones: --overwrite)
-    return out.is_file() and all(p.exists() for p in job.extra_outputs())
+def _outputs_of(job: Job, out: Path) -> list[tuple[Path, str]]:
+    """Every output of ``job`` with the flag that names it."""
+    named = [(out, "-o"), (job.frames_dir, "--frames"), (job.preview_path, "--preview"), (job.iuv_path, "--iuv")]
+    return [(path, flag) for path, flag in named if path is not None]
+
+
+def resume_check(job: Job, out: Path, config: EncodeConfig) -> InputResult | None:
+    """None when there is work to do (nothing exists yet, or --overwrite); "skipped" when every
+    output exists with the fingerprint this run would write; "failed" with what differs otherwise."""
+    if config.overwrite:
+        return None
+    outputs = _outputs_of(job, out)
+    existing = [(path, flag) for path, flag in outputs if path.exists()]
+    if not existing:
+        return None
+    from ._fingerprint import expected_fingerprint, mismatch, stored_fingerprint
+
+    try:
+        expected = expected_fingerprint(job.input_path, config)
+    except ModelError as error:  # the same stop as a model that cannot load
+        raise BatchAbort(one_line(error)) from error
+    except OSError:
+        return None  # the input cannot be read: the encode fails it with the proper reason
+
+    def failed(error: str) -> InputResult:
+        return InputResult(str(job.input_path), str(out), "failed", seconds=0.0, error=error)
+
+    for path, flag in existing:
+        reason = mismatch(stored_fingerprint(path), expected)
+        if reason is not None:
+            return failed(f"{path} exists but {reason}; pass --overwrite to replace it, or choose another {flag}")
+    if len(existing) < len(outputs):
+        missing = next(path for path, _ in outputs if not path.exists())
+        return failed(f"{missing} does not exist but {existing[0][0]} does (made from this input with these settings): "
+                      f"pass --overwrite to write all outputs of this input again")
+    return InputResult(str(job.input_path), str(out), "skipped")
 
 
 def job_config(job: Job, config: EncodeConfig) -> EncodeConfig:
@@ -198,8 +247,10 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
         info = probe_video(job.input_path)
         if info.is_image != job.looks_like_image:  # a suffix that lies: the probe decides
             out = job.output_path(config.lossless, image=info.is_image)
-            if not config.overwrite and _all_exist(out, job) and not _same_file(out, job.input_path):
-                return InputResult(str(job.input_path), str(out), "skipped")
+            if not _same_file(out, job.input_path):
+                settled = resume_check(job, out, config)
+                if settled is not None:
+                    return settled
         mirrored = [out] if job.output_dir is not None else []
         if job.extras_mirrored:
             mirrored += job.extra_outputs()
@@ -222,24 +273,31 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
     except Exception as error:  # a bug, but it belongs to this input: the batch goes on
         return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
                            error=one_line(f"unexpected {type(error).__name__}: {error}"))
+    notes = [f"{job.input_path.name} has audio; the hint video has none (densevid writes video only)"] \
+        if info.has_audio else []
     return InputResult(str(job.input_path), str(result.output_path), "done", frames=result.frames,
-                       seconds=time.perf_counter() - started, warnings=list(result.warnings))
+                       seconds=time.perf_counter() - started, warnings=list(result.warnings), notes=notes)
 
 
 def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: ProgressFactory | None = None,
               on_result: Callable[[Job, InputResult], None] | None = None,
               estimator: Callable[[], object] | None = None) -> BatchReport:
-    """Run ``jobs`` in order in this process with one estimator; never raises for one input's sake."""
+    """Run ``jobs`` in order in this process with one estimator; never raises for one input's sake.
+
+    Raises BatchStopped (a ModelError, with the report) when the model cannot be found or loaded:
+    then no input can succeed. An interruption (Ctrl-C, SIGTERM) returns the report with
+    ``interrupted`` set."""
     started = time.perf_counter()
     estimator = estimator or EstimatorCache(config)
     results: list[InputResult | None] = [None] * len(jobs)
     report = BatchReport([])
+    stopped_by: BaseException | None = None
     try:
         for i, job in enumerate(jobs):
             try:
                 results[i] = run_job(job, config, estimator, progress_factory)
             except BatchAbort as abort:
-                report.fatal = abort.reason
+                report.fatal, stopped_by = abort.reason, abort.__cause__
                 break
             if on_result:
                 on_result(job, results[i])
@@ -247,10 +305,19 @@ def run_batch(jobs: Sequence[Job], config: EncodeConfig, *, progress_factory: Pr
         report.interrupted = True
     report.results = [r if r is not None else pending_result(job, config) for job, r in zip(jobs, results)]
     report.seconds = time.perf_counter() - started
+    if report.fatal:
+        raise BatchStopped(report) from stopped_by
     return report
 
 
 # --- the console: progress bars, one-line messages, the summary --------------------------------------
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 class ConsoleProgress:
@@ -258,16 +325,19 @@ class ConsoleProgress:
 
     ``single``: one input given as a file: no videos bar, no summary, errors exactly as
     ``densevid: error: <reason>``. ``quiet``: no bars, no per-input "done" lines, no summary;
-    errors and warnings are always printed.
+    errors and warnings are always printed. ``interactive`` (default: stderr is a terminal): bars;
+    otherwise (a log file, a pipe, a CI job) plain lines only, one per finished input: a bar
+    redrawn with carriage returns is noise there.
     """
 
-    def __init__(self, total: int, quiet: bool = False, single: bool = False) -> None:
+    def __init__(self, total: int, quiet: bool = False, single: bool = False, interactive: bool | None = None) -> None:
         from tqdm import tqdm
 
         self._tqdm = tqdm
         self.quiet = quiet
         self.single = single
-        self._videos = tqdm(total=total, unit="video", desc="densevid", disable=quiet or single or total == 0,
+        self.bars = not quiet and (_stderr_is_terminal() if interactive is None else interactive)
+        self._videos = tqdm(total=total, unit="video", desc="densevid", disable=not self.bars or single or total == 0,
                             dynamic_ncols=True)
         self._frames = None
 
@@ -276,7 +346,7 @@ class ConsoleProgress:
 
     def frames(self, job: Job, total: int | None) -> Callable[[int], None] | None:
         self._close_frames()
-        if self.quiet:
+        if not self.bars:
             return None
         self._frames = self._tqdm(total=total, unit="frame", desc=Path(job.rel).name, leave=False,
                                   position=0 if self.single else 1, dynamic_ncols=True)
@@ -296,11 +366,15 @@ class ConsoleProgress:
             self._write(f"densevid: error: {result.error}" if named
                         else f"densevid: error: {result.input}: {result.error}")
         elif not self.quiet and result.status == "skipped":
-            self._write(f"densevid: skipped {result.input}: {result.output} exists (--overwrite redoes it)")
+            self._write(f"densevid: skipped {result.input}: {result.output} exists, made from this input with these "
+                        f"settings (--overwrite redoes it)")
         elif not self.quiet and result.status == "done":
             fps = result.frames / result.seconds if result.seconds else float("inf")
-            self._write(f"{result.output}  ({result.frames} frames, {result.seconds:.1f} s, {fps:.1f} frames/s)",
-                        err=False)
+            self._write(f"{result.output}  ({result.frames} frames encoded in {result.seconds:.1f} s, "
+                        f"{fps:.1f} frames/s)", err=False)
+        if not self.quiet:
+            for note in result.notes:
+                self._write(f"densevid: note: {note}")
         self._videos.update(1)
 
     def close(self) -> None:

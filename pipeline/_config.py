@@ -185,7 +185,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("lossless", False, _bool, output=True,
             help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels."),
     Setting("overwrite", False, _bool, preset=False,
-            help="Redo inputs whose output exists (default: an existing output is complete, so it is skipped)."),
+            help="Redo inputs whose output exists (default: an output made from the same input with the same "
+                 "settings and model is skipped; one made otherwise is refused)."),
     # framing, frame rate, smoothing
     Setting("size", None, _int_in(MIN_SIZE, MAX_SIZE, "even", " (the output is SIZE x SIZE H.264: yuv420p "
                                                              "needs even sides)"),

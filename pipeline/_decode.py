@@ -53,6 +53,7 @@ class VideoInfo:
     pix_fmt: str | None
     is_image: bool
     stream_index: int = 0
+    has_audio: bool = False  # the file has an audio stream (densevid's outputs carry none)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -197,7 +198,7 @@ def probe_video(path: str | os.PathLike, stream_index: int | None = None) -> Vid
             path=path, width=w, height=h, frame_count=frame_count, fps=fps,
             time_base=Fraction(tb), rotation=rotation, codec=stream.codec_context.name,
             pix_fmt=first.format.name if first.format else None, is_image=is_image,
-            stream_index=stream.index,
+            stream_index=stream.index, has_audio=bool(container.streams.audio),
         )
 
 

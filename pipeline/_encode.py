@@ -20,12 +20,26 @@ with PyAV 18 / FFmpeg 8):
 * MKV (matroska muxer): always 1/1000 (millisecond timestamps). Pts are rounded to the nearest
   millisecond, so the decoded output agrees with the input within 0.5 ms, exactly only when the
   input timestamps are whole milliseconds (e.g. 1/25 s frames).
+
+Colour: H.264 frames are converted from RGB with the BT.601 matrix into limited-range yuv420p
+(what swscale did implicitly before, and what decoders assume for untagged video) and the stream
+says so: matrix smpte170m (BT.601), range tv, and, for the RGB side, the colormaps' sRGB: BT.709
+primaries, sRGB transfer. A player that honours the tags (browsers do; Chromium guesses BT.709
+for untagged video of some sizes) shows the colormap colours; one that ignores them defaults to
+BT.601 and does too. BT.709 conversion would have pleased the tag-aware players only.
+
+Fingerprint: each writer takes the fingerprint of the run (see ``_fingerprint``) and stores it
+with the output: a container tag (``FINGERPRINT_TAG``; MP4/MOV need ``use_metadata_tags`` for a
+custom key, Matroska upper-cases it), a PNG ``tEXt`` chunk. ``read_fingerprint`` reads it back
+without decoding anything.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import struct
+import zlib
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence
@@ -34,6 +48,7 @@ import av
 import av.error
 import numpy as np
 import torch
+from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
 
 from ._errors import OutputError
 
@@ -46,6 +61,17 @@ X264_PRESET = "fast"
 # Lossless: FFV1 with an RGB pixel format, so decoding gives back the rendered RGB bit for bit
 # (a YUV format would round-trip through a colour conversion). bgr0 = packed RGB for FFV1.
 FFV1_PIX_FMT = "bgr0"
+
+# The colour description of H.264 outputs (see the module docstring). AVCOL_SPC_SMPTE170M has no
+# PyAV enum (reformatter.Colorspace is swscale's numbering, where ITU601 is 5).
+H264_MATRIX = Colorspace.ITU601  # the conversion
+H264_COLORSPACE_TAG = 6  # AVCOL_SPC_SMPTE170M: the BT.601 matrix
+H264_RANGE = ColorRange.MPEG  # limited range
+H264_PRIMARIES = ColorPrimaries.BT709  # sRGB's primaries
+H264_TRANSFER = ColorTrc.IEC61966_2_1  # sRGB
+
+FINGERPRINT_TAG = "densevid_fingerprint"  # container tag, PNG tEXt keyword, .npz entry
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 _MAX_TIMESCALE = 2**31 - 1
 _LOSSY_SUFFIXES = (".mp4", ".m4v", ".mov")
@@ -178,6 +204,7 @@ class VideoWriter(AtomicOutput):
         fps_hint: Fraction | None = None,
         lossless: bool = False,
         overwrite: bool = False,
+        fingerprint: str | None = None,
     ) -> None:
         if width < 1 or height < 1:
             raise ValueError(f"bad frame size {width}x{height}")
@@ -190,6 +217,7 @@ class VideoWriter(AtomicOutput):
         self.time_base = Fraction(time_base)
         self.lossless = lossless
         self.overwrite = overwrite
+        self.fingerprint = fingerprint
         self.frames_written = 0
         self._last_pts: int | None = None
         self._closed = True  # until the temporary file and the container exist
@@ -214,16 +242,22 @@ class VideoWriter(AtomicOutput):
             timescale = str(min(tb.denominator, _MAX_TIMESCALE))
             fmt = "mov" if self.path.suffix.lower() == ".mov" else "mp4"
             codec, pix_fmt = "libx264", "yuv420p"
-            copts = {"movflags": "+faststart", "movie_timescale": timescale}
+            copts = {"movflags": "+faststart+use_metadata_tags", "movie_timescale": timescale}
             sopts = {"crf": str(X264_CRF), "preset": X264_PRESET}
         try:
             self._container = av.open(str(self._tmp), mode="w", format=fmt, options=copts)
+            if self.fingerprint is not None:
+                self._container.metadata[FINGERPRINT_TAG] = self.fingerprint
             # rate: a hint for rate control / the header's nominal rate; timestamps come from pts.
             stream = self._container.add_stream(codec, rate=Fraction(fps_hint) if fps_hint else None, options=sopts)
             stream.width, stream.height, stream.pix_fmt = self.coded_width, self.coded_height, pix_fmt
             stream.time_base = tb
             stream.codec_context.time_base = tb  # encoder works in input ticks; PyAV derives dts
             stream.thread_type = "AUTO"
+            if not self.lossless:  # the encoder writes these into the H.264 stream (VUI) and the muxer into the MP4
+                context = stream.codec_context
+                context.colorspace, context.color_range = H264_COLORSPACE_TAG, H264_RANGE
+                context.color_primaries, context.color_trc = H264_PRIMARIES, H264_TRANSFER
             self._stream = stream
         except (av.error.FFmpegError, OSError) as err:
             raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
@@ -254,6 +288,8 @@ class VideoWriter(AtomicOutput):
                 if self._last_pts is not None and p <= self._last_pts:
                     p = self._last_pts + 1
                 frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")
+                if not self.lossless:  # explicitly, not left to the encoder's implicit conversion
+                    frame = frame.reformat(format="yuv420p", dst_colorspace=H264_MATRIX, dst_color_range=H264_RANGE)
                 frame.pts = p
                 frame.time_base = self.time_base
                 for packet in self._stream.encode(frame):
@@ -299,19 +335,68 @@ class VideoWriter(AtomicOutput):
             self.abort()
 
 
-def png_bytes(image_rgb: np.ndarray) -> bytes:
-    """One uint8 [H, W, 3] RGB image as lossless PNG bytes (rgb24)."""
+def png_bytes(image_rgb: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """One uint8 [H, W, 3] RGB image as lossless PNG bytes (rgb24), with ``text`` as tEXt chunks."""
     arr = np.ascontiguousarray(image_rgb)
     ctx = av.CodecContext.create("png", "w")
     ctx.width, ctx.height, ctx.pix_fmt = arr.shape[1], arr.shape[0], "rgb24"
     ctx.time_base = Fraction(1, 1)
     frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
     frame.pts = 0
-    return b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+    data = b"".join(bytes(p) for p in ctx.encode(frame)) + b"".join(bytes(p) for p in ctx.encode(None))
+    if not text:
+        return data
+    # tEXt chunks go right after IHDR (signature 8 bytes, IHDR chunk 4 + 4 + 13 + 4 bytes)
+    ihdr_end = len(_PNG_SIGNATURE) + 25
+    chunks = b"".join(_png_chunk(b"tEXt", key.encode("latin-1") + b"\0" + value.encode("latin-1"))
+                      for key, value in text.items())
+    return data[:ihdr_end] + chunks + data[ihdr_end:]
 
 
-def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False) -> Path:
-    """Write one uint8 [H, W, 3] RGB image as PNG, atomically, with the same rules as VideoWriter."""
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def read_png_text(path: str | os.PathLike) -> dict[str, str]:
+    """The tEXt chunks before the image data of a PNG file ({} when it has none or is no PNG)."""
+    found: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return found
+            while True:
+                header = f.read(8)
+                if len(header) < 8:
+                    return found
+                length, kind = struct.unpack(">I", header[:4])[0], header[4:]
+                if kind in (b"IDAT", b"IEND"):
+                    return found
+                payload = f.read(length)
+                f.read(4)  # crc
+                if kind == b"tEXt" and b"\0" in payload:
+                    key, _, value = payload.partition(b"\0")
+                    found[key.decode("latin-1")] = value.decode("latin-1")
+    except OSError:
+        return found
+
+
+def read_fingerprint(path: str | os.PathLike) -> str | None:
+    """The fingerprint a writer of this module stored in ``path`` (a video or a PNG), or None:
+    no fingerprint, or not a file densevid can read (made by another tool)."""
+    path = Path(path)
+    if path.suffix.lower() == ".png":
+        return read_png_text(path).get(FINGERPRINT_TAG)
+    try:
+        with av.open(str(path), mode="r") as container:
+            tags = {key.lower(): value for key, value in container.metadata.items()}
+    except (av.error.FFmpegError, OSError, UnicodeDecodeError):
+        return None
+    return tags.get(FINGERPRINT_TAG)
+
+
+def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False, fingerprint: str | None = None) -> Path:
+    """Write one uint8 [H, W, 3] RGB image as PNG, atomically, with the same rules as VideoWriter;
+    ``fingerprint`` goes into a tEXt chunk."""
     path = Path(path)
     arr = _as_uint8_array(image_rgb)
     if arr.ndim == 4 and arr.shape[0] == 1:
@@ -320,7 +405,7 @@ def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False) -> Pa
         raise ValueError(f"image must be [H, W, 3], got {list(arr.shape)}")
     tmp = _prepare_target(path, overwrite)
     try:
-        data = png_bytes(arr)
+        data = png_bytes(arr, {FINGERPRINT_TAG: fingerprint} if fingerprint is not None else None)
         with open(tmp, "wb") as f:
             f.write(data)
     except (av.error.FFmpegError, OSError) as err:

@@ -39,6 +39,7 @@ from ._config import EncodeConfig
 from ._decode import VideoInfo, iter_frame_batches, probe_video
 from ._encode import VideoWriter, check_output_dir, default_output_path, write_png
 from ._errors import ConfigError, OutputError
+from ._fingerprint import run_fingerprint
 from ._fps import resample
 from ._framing import FramePlan, plan_framing
 from ..kernels.framing import frame_maps
@@ -272,7 +273,7 @@ def _kept_batches(batches, info: VideoInfo, config) -> "Iterator[tuple[FrameBatc
 
 
 def _encode_image(input_path: Path, out: Path, estimator: DensePoseEstimator, plan: FramePlan, config, progress,
-                  started):
+                  started, fingerprint: str):
     batch = next(iter_frame_batches(input_path, batch_size=1))
     frame = plan.crop_frame(batch.frames_rgb[0].numpy())
     padded, hint_hw = resize_and_pad(frame, plan.resolution)  # this call's resolution, not the estimator's
@@ -282,7 +283,7 @@ def _encode_image(input_path: Path, out: Path, estimator: DensePoseEstimator, pl
         hint = estimator.colorize(labels)
     else:
         hint = estimator.render(detections, hint_hw)
-    write_png(out, hint.cpu().numpy(), overwrite=config.overwrite)
+    write_png(out, hint.cpu().numpy(), overwrite=config.overwrite, fingerprint=fingerprint)
     if progress:
         progress(1)
     return EncodeResult(input_path, out, 1, time.perf_counter() - started)
@@ -333,9 +334,10 @@ def _encode_video(input_path, output_path, estimator: DensePoseEstimator, progre
     out = check_outputs(input_path, Path(output_path) if output_path else None, info, config)
     plan = frame_plan(info, config)
     started = time.perf_counter()
+    fingerprint = run_fingerprint(input_path, config, estimator)  # stored with every output, for resume
 
     if info.is_image:
-        return _encode_image(input_path, out, estimator, plan, config, progress, started)
+        return _encode_image(input_path, out, estimator, plan, config, progress, started, fingerprint)
 
     stop = threading.Event()
     prepared_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
@@ -373,7 +375,7 @@ def _encode_video(input_path, output_path, estimator: DensePoseEstimator, progre
     else:
         time_base, fps_hint = info.time_base, info.fps
     writer = VideoWriter(out, width=out_w, height=out_h, time_base=time_base, fps_hint=fps_hint,
-                         lossless=config.lossless, overwrite=config.overwrite)
+                         lossless=config.lossless, overwrite=config.overwrite, fingerprint=fingerprint)
     extra: list = []
 
     def encode_stage() -> None:
@@ -442,13 +444,13 @@ def _encode_video(input_path, output_path, estimator: DensePoseEstimator, progre
     try:
         with contextlib.ExitStack() as outputs:
             outputs.enter_context(writer)
-            extra.append(outputs.enter_context(FramesDirWriter(config.frames_dir, config.overwrite))
+            extra.append(outputs.enter_context(FramesDirWriter(config.frames_dir, config.overwrite, fingerprint))
                          if config.frames_dir is not None else None)
             extra.append(outputs.enter_context(VideoWriter(config.preview_path, width=2 * out_w, height=out_h,
                                                            time_base=time_base, fps_hint=fps_hint, lossless=False,
-                                                           overwrite=config.overwrite))
+                                                           overwrite=config.overwrite, fingerprint=fingerprint))
                          if want_preview else None)
-            extra.append(outputs.enter_context(IuvWriter(config.iuv_path, out_h, out_w, config.overwrite))
+            extra.append(outputs.enter_context(IuvWriter(config.iuv_path, out_h, out_w, config.overwrite, fingerprint))
                          if want_iuv else None)
             decoder.start()
             encoder.start()

@@ -28,3 +28,7 @@ class ConfigError(DensevidError):
 
 class UsageError(DensevidError):
     """The command line names no usable inputs or contradictory outputs (exit code 2, like a bad flag)."""
+
+
+class DensevidWarning(RuntimeWarning):
+    """densevid's own warnings: the CLI shows these (one line each), not other libraries' warnings."""

@@ -9,9 +9,14 @@ IUV file format (``--iuv PATH.npz``, load with ``numpy.load`` alone)::
     I            uint8   [N, H, W]  part index 0..24 (0 = background), equal to the hint's labels
     U, V         float16 [N, H, W]  chart coordinates in [0, 1] of the painting person (0 on background)
     pts_seconds  float64 [N]        presentation time of each frame, as in the hint video
+    densevid_fingerprint  str []    what made the file (JSON, see ``_fingerprint``); resume reads it
 
 N, H, W are the hint video's frame count and size. Memory stays bounded: frames are appended to
 raw temporary files and the compressed .npz is assembled from memory maps at the end.
+
+Fingerprints: every PNG of a --frames directory carries the run's fingerprint in a tEXt chunk (a
+manifest file in the directory would be one more file for trainers that read every file there);
+the .npz holds it as the entry ``densevid_fingerprint``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._encode import AtomicOutput, _commit, _one_line, _prepare_target, _remove, check_output_dir, png_bytes
+from ._encode import (FINGERPRINT_TAG, AtomicOutput, _commit, _one_line, _prepare_target, _remove, check_output_dir,
+                      png_bytes, read_png_text)
 from ._errors import OutputError
 
 PNG_DIGITS = 6
@@ -54,9 +60,11 @@ def check_file_target(path: Path, overwrite: bool, suffixes: tuple[str, ...], wh
 class FramesDirWriter(AtomicOutput):
     """Numbered lossless RGB PNGs ``000000.png``, ``000001.png`` ... in a directory, written atomically."""
 
-    def __init__(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, overwrite: bool = False, fingerprint: str | None = None) -> None:
         self.path = Path(path)
         self.overwrite = overwrite
+        self.fingerprint = fingerprint
+        self._text = {FINGERPRINT_TAG: fingerprint} if fingerprint is not None else None
         check_dir_target(self.path, overwrite)
         self.count = 0
         self._tmp = self.path.parent / f".{self.path.name}.{secrets.token_hex(4)}.partial"
@@ -69,7 +77,7 @@ class FramesDirWriter(AtomicOutput):
     def write(self, frames_rgb: np.ndarray) -> None:
         try:
             for image in frames_rgb:
-                (self._tmp / f"{self.count:0{PNG_DIGITS}d}.png").write_bytes(png_bytes(image))
+                (self._tmp / f"{self.count:0{PNG_DIGITS}d}.png").write_bytes(png_bytes(image, self._text))
                 self.count += 1
         except OSError as err:
             self.abort()
@@ -106,15 +114,33 @@ class FramesDirWriter(AtomicOutput):
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
+def read_frames_fingerprint(path: str | os.PathLike) -> str | None:
+    """The fingerprint of a --frames directory: its first PNG's (None without one)."""
+    return read_png_text(Path(path) / f"{0:0{PNG_DIGITS}d}.png").get(FINGERPRINT_TAG)
+
+
+def read_iuv_fingerprint(path: str | os.PathLike) -> str | None:
+    """The fingerprint entry of an IUV .npz (None without one, or for a file numpy cannot read)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if FINGERPRINT_TAG not in arrays.files:
+                return None
+            value = arrays[FINGERPRINT_TAG]
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError):
+        return None
+    return str(value) if value.ndim == 0 and value.dtype.kind == "U" else None
+
 
 class IuvWriter(AtomicOutput):
     """Streams I, U, V frames to raw temporary files; ``close`` assembles the compressed .npz atomically."""
 
-    def __init__(self, path: str | os.PathLike, height: int, width: int, overwrite: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike, height: int, width: int, overwrite: bool = False,
+                 fingerprint: str | None = None) -> None:
         self.path = Path(path)
         check_file_target(self.path, overwrite, (".npz",), "IUV output")
         self.height, self.width = int(height), int(width)
         self.overwrite = overwrite
+        self.fingerprint = fingerprint
         self.count = 0
         self._pts: list[float] = []
         self._tmp = _prepare_target(self.path, overwrite)  # the .npz being assembled
@@ -156,6 +182,8 @@ class IuvWriter(AtomicOutput):
                 f.close()
             arrays = {"I": self._array("I", np.uint8), "U": self._array("U", np.float16),
                       "V": self._array("V", np.float16), "pts_seconds": np.asarray(self._pts, np.float64)}
+            if self.fingerprint is not None:
+                arrays[FINGERPRINT_TAG] = np.asarray(self.fingerprint)  # a 0-d str array: no pickle needed
             with open(self._tmp, "wb") as f:
                 np.savez_compressed(f, **arrays)  # writes each array in chunks: memory stays bounded
             del arrays

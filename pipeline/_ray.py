@@ -38,7 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ._batch import BatchAbort, BatchReport, EstimatorCache, InputResult, one_line, pending_result, run_job, skip_check
+from ._batch import (BatchAbort, BatchReport, BatchStopped, EstimatorCache, InputResult, one_line, pending_result,
+                     run_job, skip_check)
 from ._config import EncodeConfig
 from ._errors import ConfigError
 from ._inputs import Job
@@ -172,7 +173,8 @@ def _init(ray, address: str) -> bool:
 def run_on_ray(jobs: Sequence[Job], config: EncodeConfig, address: str = "local", num_actors: int | None = None,
                on_result: Callable[[Job, InputResult], None] | None = None,
                max_attempts: int = MAX_ATTEMPTS) -> BatchReport:
-    """Run ``jobs`` on Ray actors; the report is what ``run_batch`` would give for the same jobs."""
+    """Run ``jobs`` on Ray actors; the report is what ``run_batch`` would give for the same jobs (and
+    BatchStopped is raised where it would raise it, or when no Ray worker can start)."""
     ray = import_ray()
     started = time.perf_counter()
     report = BatchReport([])
@@ -184,8 +186,13 @@ def run_on_ray(jobs: Sequence[Job], config: EncodeConfig, address: str = "local"
             on_result(jobs[i], result)
 
     todo = []
+    stopped_by: BaseException | None = None
     for i, job in enumerate(jobs):  # settled by the driver, without Ray
-        early = skip_check(job, config)
+        try:
+            early = skip_check(job, config)
+        except BatchAbort as abort:  # outputs to compare, but no model to compare them with
+            report.fatal, stopped_by, todo = abort.reason, abort.__cause__, []
+            break
         if early is not None:
             record(i, early)
         else:
@@ -204,6 +211,8 @@ def run_on_ray(jobs: Sequence[Job], config: EncodeConfig, address: str = "local"
                 ray.shutdown()
     report.results = [results.get(i) or pending_result(job, config) for i, job in enumerate(jobs)]
     report.seconds = time.perf_counter() - started
+    if report.fatal:
+        raise BatchStopped(report) from stopped_by
     return report
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from ._config import SETTINGS, EncodeConfig, flag_of
-from ._errors import ConfigError, DensevidError, UsageError
+from ._errors import ConfigError, DensevidError, DensevidWarning, UsageError
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -55,8 +55,10 @@ def main() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """Python warnings (e.g. the CPU render falling back to torch ops) as one line each."""
-    click.echo(f"densevid: warning: {message}", err=True)
+    """densevid's own warnings (e.g. the CPU render falling back to torch ops) as one line each. Other
+    libraries' warnings (e.g. torch's, raised inside the model) are not ours to show on every run."""
+    if issubclass(category, DensevidWarning):
+        click.echo(f"densevid: warning: {message}", err=True)
 
 
 # --- the settings of `encode`: one option per row of _config.SETTINGS ---------------------------------
@@ -141,8 +143,9 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
     """Render the DensePose hint video of every INPUT.
 
     INPUT is a video or image file, a directory (searched recursively for video and image files),
-    or a glob ('videos/**/*.mp4'). An input whose output exists is skipped, so rerunning the same
-    command after a crash does only what is left. One bad input does not stop the others.
+    or a glob ('videos/**/*.mp4'). An input whose output exists, made from it with the same settings
+    and model, is skipped, so rerunning the same command after a crash does only what is left; an
+    output made otherwise is refused (--overwrite replaces it). One bad input does not stop the others.
 
     Exit code: 0 all done or skipped, 1 some failed, 2 usage error, 130 interrupted.
 
@@ -154,7 +157,7 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
       densevid encode --from-list all.txt -o hints/ --shard $SLURM_ARRAY_TASK_ID/8
       densevid encode videos/ -o hints/ --ray        (local Ray; --ray auto joins a cluster)
     """
-    from ._batch import ConsoleProgress, run_batch
+    from ._batch import BatchStopped, ConsoleProgress, run_batch
     from ._inputs import build_plan, parse_shard
 
     signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
@@ -177,6 +180,8 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
                                     on_result=progress.result)
             else:
                 report = run_batch(plan.jobs, config, progress_factory=progress.frames, on_result=progress.result)
+        except BatchStopped as stopped:  # the model cannot load: report what there is, then one line
+            report = stopped.report
         finally:
             progress.close()
         report.shard = shard

@@ -415,3 +415,29 @@ def test_frames_preview_iuv_with_several_inputs_mirror_the_inputs(tmp_path, stan
     result = run_cli(*args, "--overwrite")
     assert result.exit_code == 0, result.output
     assert np_path.is_file()
+
+
+def test_run_batch_raises_when_the_model_cannot_load_and_honours_the_environment(tmp_path, standin_models,
+                                                                                  monkeypatch, capsys):
+    import densevid
+    from densevid.pipeline._models import MODEL_FILES
+
+    make_tree(tmp_path)
+    plan = densevid.build_plan([str(tmp_path / "videos")], output=tmp_path / "o", lossless=True)
+    config = densevid.EncodeConfig(model="r50", resolution=64, lossless=True, device="cpu")
+    # no weights anywhere (offline, empty hub cache): the failure is raised, not a report of "pending"s
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(densevid.BatchStopped, match=r"^model file densepose_r50_fpn_dl.torchscript not found") \
+            as caught:
+        densevid.run_batch(plan.jobs, config)
+    assert isinstance(caught.value, densevid.ModelError) and "\n" not in str(caught.value)
+    assert caught.value.report.fatal == str(caught.value)
+    assert caught.value.report.counts == {"done": 0, "skipped": 0, "failed": 0, "pending": 3}
+    assert capsys.readouterr() == ("", "")  # the API prints nothing; the caller decides
+    # the same call finds the model through DENSEVID_MODEL_DIR, as the command line does
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / MODEL_FILES["r50"]).write_bytes(Path(standin_models["tuple"]).read_bytes())
+    monkeypatch.setenv("DENSEVID_MODEL_DIR", str(models))
+    report = densevid.run_batch(plan.jobs, config)
+    assert report.counts == {"done": 2, "skipped": 0, "failed": 1, "pending": 0}

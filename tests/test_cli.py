@@ -1,9 +1,12 @@
 """`densevid encode` end to end on generated clips, with stand-in models of the real contract."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import av
 import pytest
@@ -62,20 +65,25 @@ def test_image_input_gives_png(tmp_path, standin_models, tuple_model):
     assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image, tuple_model, cmap="parula", resolution=64)))
 
 
-def test_existing_output_is_skipped_without_overwrite(tmp_path, standin_models):
-    # the resume rule: an output under its final name is complete (atomic rename), so it is skipped
+def test_existing_output_of_unknown_origin_is_refused_without_overwrite(tmp_path, standin_models):
+    # an output without densevid's fingerprint (another tool, an older densevid) cannot be told
+    # from a stale one: refused, untouched, exit 1; --overwrite replaces it
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(3, 32, 32))
     out = tmp_path / "a_densepose.mkv"
     out.write_bytes(b"precious")
     args = (clip, "--lossless", "--model", standin_models["tuple"], "--resolution", "64")
     result = run_cli(*args)
-    assert result.exit_code == 0 and result.output == "", result.output
+    assert result.exit_code == 1
+    assert result.output == (f"densevid: error: {out} exists but has no densevid fingerprint (made by an older "
+                             f"densevid or another tool), so it cannot be checked against this run; pass --overwrite "
+                             f"to replace it, or choose another -o\n")
     assert out.read_bytes() == b"precious"
-    loud = CliRunner().invoke(main, ["encode", *map(str, args)])
-    assert loud.exit_code == 0
-    assert loud.output.strip() == f"densevid: skipped {clip}: {out} exists (--overwrite redoes it)"
     assert run_cli(*args, "--overwrite").exit_code == 0
     assert decode_all(out)[0].shape == (3, 64, 64, 3)
+    loud = CliRunner().invoke(main, ["encode", *map(str, args)])  # now it is this run's output: skipped
+    assert loud.exit_code == 0
+    assert loud.output.strip() == (f"densevid: skipped {clip}: {out} exists, made from this input with these "
+                                   f"settings (--overwrite redoes it)")
 
 
 def _missing(p):
@@ -176,3 +184,104 @@ def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tm
     (with_numba, pts_with), (without_numba, pts_without) = decode_all(outputs["with"]), decode_all(outputs["without"])
     assert len(with_numba) == 3 and pts_with == pts_without
     assert_exact(torch.from_numpy(without_numba), torch.from_numpy(with_numba))
+
+
+def _noisy_model(path, standin):
+    """The stand-in wrapped so that its forward raises a UserWarning inside TorchScript, as the real
+    exports do (``torch.meshgrid: in an upcoming release ...``)."""
+    import textwrap
+
+    source = path.with_suffix(".py")
+    source.write_text(textwrap.dedent(f"""
+        import warnings
+        from typing import Tuple
+        import torch
+        import torchvision  # noqa: F401
+
+        class Noisy(torch.nn.Module):
+            def __init__(self, inner):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                            torch.Tensor]:
+                warnings.warn("torch.meshgrid: in an upcoming release, it will be required to pass the indexing "
+                              "argument.")
+                return self.inner(image)
+
+        torch.jit.script(Noisy(torch.jit.load({str(standin)!r}))).save({str(path)!r})
+    """))
+    subprocess.run([sys.executable, "-W", "ignore", str(source)], check=True, timeout=300)
+    return path
+
+
+def test_warnings_from_inside_the_model_are_not_shown_as_densevid_warnings(tmp_path, standin_models, capsys):
+    model = _noisy_model(tmp_path / "noisy.torchscript", standin_models["tuple"])
+    clip = make_clip(tmp_path / "clip.mkv", synthetic_frames(2, 40, 40))
+    result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(clip), "--lossless",
+                             "--model", str(model), "--resolution", "64", "--device", "cpu", "-q"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "" and result.stdout == ""
+    # densevid's own warnings still are, one line each (a real one: test_without_numba_...)
+    from densevid.pipeline._errors import DensevidWarning
+    from densevid.pipeline.cli import _show_warning
+
+    _show_warning("the compiled CPU render is unavailable", DensevidWarning, "x.py", 1)
+    _show_warning("torch.meshgrid: in an upcoming release", UserWarning, "x.py", 1)
+    assert capsys.readouterr().err == "densevid: warning: the compiled CPU render is unavailable\n"
+
+
+def _clip_with_audio(path, frames):
+    """A video with an AAC audio track (a phone video, say)."""
+    import numpy as np
+
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = container.add_stream("aac", rate=16000, layout="mono")
+        for i, image in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in video.encode(frame):
+                container.mux(packet)
+        samples = np.zeros((1, 1024), np.float32)
+        for i in range(8):
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 16000, i * 1024
+            for packet in audio.encode(frame):
+                container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path
+
+
+def test_log_output_has_plain_lines_the_encode_time_and_the_audio_note(tmp_path, standin_models):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    _clip_with_audio(videos / "talk.mp4", synthetic_frames(3, 48, 64, seed=1))
+    make_clip(videos / "quiet.mkv", synthetic_frames(2, 40, 40, seed=2))
+    report = tmp_path / "report.json"
+    args = [sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(tmp_path / "o"),
+            "--model", str(standin_models["tuple"]), "--resolution", "64", "--device", "cpu", "--report", str(report)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=300)  # stderr is a pipe, not a terminal
+    assert result.returncode == 0, result.stderr
+    for stream in (result.stdout, result.stderr):
+        assert "\r" not in stream and "\x1b" not in stream, stream  # no progress bars redrawn into the log
+    out = tmp_path / "o"
+    done = result.stdout.splitlines()
+    assert len(done) == 2
+    assert re.fullmatch(rf"{re.escape(str(out / 'quiet_densepose.mp4'))}  \(2 frames encoded in \d+\.\d s, "
+                        r"\d+\.\d frames/s\)", done[0]), done
+    assert done[1].startswith(f"{out / 'talk_densepose.mp4'}  (3 frames encoded in ")
+    note, summary = result.stderr.splitlines()
+    assert note == "densevid: note: talk.mp4 has audio; the hint video has none (densevid writes video only)"
+    assert re.fullmatch(r"densevid: 2 inputs: 2 done, 0 skipped, 0 failed \(\d+\.\d s\)", summary), summary
+    entries = {Path(e["input"]).name: e for e in json.loads(report.read_text())["inputs"]}
+    assert entries["talk.mp4"]["notes"] == ["talk.mp4 has audio; the hint video has none (densevid writes video only)"]
+    assert entries["quiet.mkv"]["notes"] == []
+    with av.open(str(out / "talk_densepose.mp4")) as container:
+        assert len(container.streams.audio) == 0  # what the note says
+    quiet = subprocess.run(args + ["-q", "--overwrite"], capture_output=True, text=True, timeout=300)
+    assert quiet.returncode == 0 and quiet.stdout == "" and quiet.stderr == ""

@@ -181,10 +181,11 @@ def test_png_frames_equal_the_lossless_video(tmp_path, standin_models, portrait)
     preview, seconds = decode_all(tmp_path / "preview.mp4")
     assert preview.shape == (10, 64, 128, 3) and len(seconds) == 10
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary left
-    # an existing frames directory needs --overwrite
+    # an existing frames directory made with other settings is refused, saying what differs
     result = run_cli(clip, "-o", tmp_path / "again.mkv", "--lossless", "--model", standin_models["tuple"],
                      "--frames", frames_dir)
-    assert result.exit_code == 1 and "already exists" in result.output and "--overwrite" in result.output
+    assert result.exit_code == 1 and "--fit pad there, not set now" in result.output
+    assert "pass --overwrite to replace it, or choose another --frames" in result.output
     assert not (tmp_path / "again.mkv").exists()
 
 

@@ -11,6 +11,7 @@ from helpers import (IUV_UV_ATOL_FLOAT16, IUV_UV_ATOL_FLOAT32, assert_exact, ass
                      labels_from_hint, run_cli)
 from densevid.kernels import render_labels, render_labels_reference
 from densevid.kernels.iuv import render_iuv, render_iuv_reference
+from densevid.pipeline._fingerprint import stored_fingerprint
 from densevid.pipeline._preprocess import resize_and_pad
 from cases import make_case
 
@@ -48,9 +49,10 @@ def test_cli_iuv_matches_hint_and_model(tmp_path, standin_models, tuple_model):
                      "--resolution", "64", "--device", "cpu", "--batch-size", "4")
     assert result.exit_code == 0, result.output
     hints, seconds = decode_all(out)
-    with np.load(iuv) as data:
-        assert sorted(data.files) == ["I", "U", "V", "pts_seconds"]
+    with np.load(iuv) as data:  # allow_pickle=False: every entry is a plain array
+        assert sorted(data.files) == ["I", "U", "V", "densevid_fingerprint", "pts_seconds"]
         labels, u, v, pts_seconds = data["I"], data["U"], data["V"], data["pts_seconds"]
+        assert str(data["densevid_fingerprint"]) == stored_fingerprint(out)  # the run's, as in the video
     assert labels.dtype == np.uint8 and u.dtype == v.dtype == np.float16 and pts_seconds.dtype == np.float64
     assert labels.shape == u.shape == v.shape == hints.shape[:3]
     assert pts_seconds.tolist() == seconds == [p / 1000 for p in pts]

@@ -23,6 +23,7 @@ from helpers import assert_cpu_render_exact as check_cpu
 from densevid.kernels import hint_lut, render_cpu
 from densevid.kernels.reference import box_xywh_int, colorize_reference, render_labels_reference
 from densevid.kernels.render import colorize
+from densevid.pipeline._errors import DensevidWarning
 
 
 @pytest.fixture
@@ -301,7 +302,7 @@ def test_kernels_compile_uncached_where_numba_cannot_keep_its_cache(monkeypatch,
 
 def test_kernels_that_cannot_compile_leave_the_reference_with_a_warning(monkeypatch):
     monkeypatch.setattr(render_cpu, "_load_kernels_module", lambda cache: _FakeKernels(cache, TypeError("no")))
-    with pytest.warns(RuntimeWarning, match="reference render .slower, same output"):
+    with pytest.warns(DensevidWarning, match="reference render .slower, same output"):
         assert render_cpu.compiled_kernels.__wrapped__() is None
 
 
