@@ -1,5 +1,5 @@
-"""densevid kernels: the DensePose label render (reference, fast exact CPU, Triton) and hint colouring,
-and the post-stages (framing, smoothing, IUV). Pure tensor-to-tensor functions; no I/O.
+"""densevid kernels: the DensePose label render (reference, fast exact CPU, torch on the device, Triton)
+and hint colouring, and the post-stages (framing, smoothing, IUV). Pure tensor-to-tensor functions; no I/O.
 
 Names are imported on first use: the colormap table (``kernels.colormaps``) is read by the CLI,
 which starts without importing torch.

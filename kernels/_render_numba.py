@@ -1,15 +1,38 @@
-"""Numba kernels of the exact CPU label render (see :mod:`kernels.render_cpu` for the method).
+"""Numba kernels of the exact CPU label render (reached through :func:`kernels.render_cpu.compiled_kernels`).
 
-Per instance, one compiled pass: per-sample top-2 of the fine channels, per-cell decisions on the
-S x S grid, then every output pixel of the visible box: decided cells copy their label, mixed
-cells evaluate only their candidate channels, and the few values within the margin of a tie are
-computed exactly as PyTorch's CPU bilinear kernel does (float32 fused multiply-adds, emulated in
-float64 with the double-rounding case corrected). Written straight into the canvas where the
-label is > 0 (later instances win), which is the reference's compositing rule.
+:func:`render_instance` paints one instance exactly as the reference does (``F.interpolate`` of all
+channels to the box, argmax, composited where the label is > 0) while doing far less work:
+
+1. **Cell shortcut.** A bilinear output pixel is a convex combination of the 4 source samples of
+   its cell (rows r, r + 1; columns c, c + 1). If at all 4 corners channel k beats every other
+   channel by a margin far above float32 rounding (``c_margin`` / ``f_margin``, set per instance
+   by ``render_cpu`` from max|logit|), argmax is k at every pixel of the cell, whatever the
+   weights. The same holds for the coarse fg/bg decision (fg iff coarse[1] > coarse[0]; a tie is
+   background). Decided cells copy their label to their output pixels.
+2. **Mixed cells.** The other cells evaluate their pixels, with only the fine channels that can
+   still win in the cell (not beaten by more than the margin at all 4 corners by one channel) as
+   candidates. A plain float32 bilinear value decides a pixel unless it is within the margin of a
+   tie; with 2 candidates (most cells) the sign of their difference decides.
+3. **Exact near-ties.** Values within the margin of a tie are computed exactly as PyTorch's CPU
+   kernel does. Measured on torch 2.14 (x86-64, AVX2/AVX512 dispatch), the generic
+   ``upsample_bilinear2d`` kernel (used when out_h + out_w > 128 and the input is not
+   channels-last) computes, in float32 with fused multiply-adds::
+
+       src    = fma(scale, dst + 0.5, -0.5)  (clamped at 0), scale = float32(in) / float32(out)
+       row_r  = fma(x[r, c0], wx0, x[r, c1] * wx1)
+       out    = fma(row_r0, wy0, row_r1 * wy1)           (height outer, width inner)
+
+   with lambda1 = src - floor(src), lambda0 = 1 - lambda1. The plain unfused formula does NOT
+   match (about 1 value in 5 differs in the last bit). ``fma`` is emulated exactly: the product is
+   exact in float64, the float64 sum is rounded to float32, and the rare double-rounding case (the
+   float64 sum lands exactly on a float32 midpoint while the exact sum does not) is corrected with
+   a TwoSum error term. Because this matches a build detail of PyTorch, ``render_cpu`` verifies
+   it at first use (:func:`interpolate_exact` against ``F.interpolate``) and uses the reference's
+   ``F.interpolate`` where it does not hold.
 
 Compiled on first use (``cache=True``: later processes load the machine code from numba's cache).
-Reached through :func:`kernels.render_cpu.compiled_kernels`, which imports this file under one
-fixed module name whatever the package is called (see there why); do not import it directly.
+``render_cpu`` imports this file under one fixed module name whatever the package is called (see
+there why); do not import it directly. Every scratch array is written before it is read.
 """
 from __future__ import annotations
 
@@ -17,9 +40,9 @@ import numpy as np
 from numba import njit
 
 _MIXED = np.uint8(255)
-# numba refuses cache=True when it has nowhere writable to cache (read-only install and home): the
-# loader (render_cpu._load_kernels_module) then runs this file with _CACHE = False preset, and
-# every process compiles the kernels itself (a few seconds).
+# Where numba has nowhere writable to cache (read-only install and home) or cannot write its cache
+# (disk full, file size limit), the loader (render_cpu.compiled_kernels) runs this file again with
+# _CACHE = False preset, and every process compiles the kernels itself (a few seconds).
 _CACHE = globals().get("_CACHE", True)
 
 
@@ -100,11 +123,33 @@ def _blend(x00, x01, x10, x11, wx0, wx1, wy0, wy1):
 
 
 @njit(cache=_CACHE, nogil=True)
+def interpolate_exact(x, out_h, out_w):
+    """float32 [C, out_h, out_w]: the bilinear resize (align_corners=False) of x float32 [C, Sh, Sw]
+    computed as :func:`render_instance` computes near-ties, for ``render_cpu``'s check against
+    ``F.interpolate``. Taps on an axis with in == out are (i, i + 1) with weights (1, 0), as in
+    the render's cells: fma(x, 1, y * 0) == x for finite y."""
+    n_channels, Sh, Sw = x.shape
+    ri0, rw0, rw1 = _taps(Sh, out_h, 0, out_h)
+    ci0, cw0, cw1 = _taps(Sw, out_w, 0, out_w)
+    out = np.empty((n_channels, out_h, out_w), np.float32)  # every element is written below
+    for k in range(n_channels):
+        for j in range(out_h):
+            r = ri0[j]
+            r1 = min(r + 1, Sh - 1)
+            for i in range(out_w):
+                c = ci0[i]
+                c1 = min(c + 1, Sw - 1)
+                out[k, j, i] = _exact(x[k, r, c], x[k, r, c1], x[k, r1, c], x[k, r1, c1],
+                                      cw0[i], cw1[i], rw0[j], rw1[j])
+    return out
+
+
+@njit(cache=_CACHE, nogil=True)
 def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_margin, canvas):
     """Paint one instance's labels (> 0) into ``canvas`` (uint8 [H, W], modified in place).
 
     coarse float32 [2, Sh, Sw], fine float32 [C, Sh, Sw] (C <= 254), all finite; (x, y, w, h) the
-    integer box, (cx0, cy0, cx1, cy1) its visible part; margins as in render_cpu.
+    integer box, (cx0, cy0, cx1, cy1) its visible part; margins as in render_cpu._margins.
     """
     n_fine, Sh, Sw = fine.shape
     plane = Sh * Sw
@@ -290,7 +335,8 @@ def colorize_into(labels, lut_rgb, word_table, out):
     out_bytes = out.reshape(-1)
     words = out_bytes[:quads * 12].view(np.int32)
     for q in range(quads):
-        a, b, c, d = np.int64(flat[4 * q]), np.int64(flat[4 * q + 1]), np.int64(flat[4 * q + 2]), np.int64(flat[4 * q + 3])
+        a, b = np.int64(flat[4 * q]), np.int64(flat[4 * q + 1])
+        c, d = np.int64(flat[4 * q + 2]), np.int64(flat[4 * q + 3])
         if max(max(a, b), max(c, d)) >= n:  # compiled code does not check bounds: a bad label would read past the table
             raise IndexError("label out of range of the colour table")
         words[3 * q] = word_table[a * n + b]
@@ -305,6 +351,7 @@ def colorize_into(labels, lut_rgb, word_table, out):
 
 def warm_up() -> None:
     """Compile (or load from the cache) the kernels for the argument types the render uses."""
+    interpolate_exact(np.zeros((2, 2, 2), np.float32), 3, 5)
     fine = np.zeros((3, 2, 2), np.float32)
     fine[1, :, 1] = 1.0
     coarse = np.zeros((2, 2, 2), np.float32)

@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .parts import N_PART_LABELS
+
 if TYPE_CHECKING:
     import torch
 
-N_PART_LABELS = 24  # DensePose's 24 body parts; 0 is background
 # The colormaps: name -> (OpenCV colormap, the label the ComfyUI node shows for it). A new colormap
 # is a new row here; the CLI, presets, Python API and node all take their choices from this table.
 COLORMAPS = {
@@ -40,8 +41,9 @@ def _cv2_colormap_id(cmap: str) -> int:
 def _hint_lut_numpy(cmap: str) -> np.ndarray:
     import cv2
 
-    labels = np.arange(N_PART_LABELS + 1, dtype=np.float32)
-    scaled_u8 = np.clip(labels * (255.0 / N_PART_LABELS), 0, 255).astype(np.uint8)
+    labels = np.arange(N_PART_LABELS, dtype=np.float32)
+    largest = N_PART_LABELS - 1  # the node scales label i by 255 / 24: the largest label gets 255
+    scaled_u8 = np.clip(labels * (255.0 / largest), 0, 255).astype(np.uint8)
     lut_bgr = cv2.applyColorMap(scaled_u8.reshape(-1, 1), _cv2_colormap_id(cmap)).reshape(-1, 3)
     lut_rgb = lut_bgr[:, ::-1].copy()
     lut_rgb[0] = 0  # label 0 is never painted: the canvas stays black there

@@ -14,7 +14,7 @@ Definition (``render_iuv_reference``), for one image with instances in the model
 I comes from the fast label render (one call per instance, so the painting instance of every
 pixel is known; composing them is exactly the full render), and U/V are the 4-tap bilinear of
 the one channel I selects. Float rounding of that 4-tap sum may differ from ``F.interpolate``
-in the last bits: tests allow ``IUV_UV_ATOL`` (tests/helpers.py). Inputs are never modified.
+in the last bits: tests allow ``IUV_UV_ATOL_FLOAT32`` (tests/helpers.py). Inputs are never modified.
 """
 
 from __future__ import annotations

@@ -3,11 +3,16 @@
 Backends:
 
 * ``"reference"`` -- :func:`kernels.reference.render_labels_reference` (slow, the definition).
-* ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference (numba-compiled
-  kernels when numba is usable, the same method in torch ops otherwise).
+* ``"cpu"`` -- :func:`kernels.render_cpu.render_labels_cpu`, bit-exact with the reference
+  (numba-compiled kernels; the reference itself where numba is unusable).
+* ``"device"`` -- :func:`kernels.render_device.render_labels_device`: the reference's method in torch
+  ops on the logits' device (CUDA without Triton). Exact on the CPU; on a GPU its float rounding may
+  flip near-ties, and agreement >= ``GPU_MIN_AGREEMENT`` is the contract.
 * ``"triton"`` -- :func:`kernels.render_triton.render_labels_triton` (CUDA tensors, or CPU tensors
-  under ``TRITON_INTERPRET=1``); agreement >= ``TRITON_MIN_AGREEMENT`` is the contract.
-* ``"auto"`` -- triton when the logits are on CUDA and triton imports, else cpu.
+  under ``TRITON_INTERPRET=1``); agreement >= ``GPU_MIN_AGREEMENT`` is the contract.
+* ``"auto"`` -- on CUDA: triton when it imports, else device; elsewhere: cpu.
+
+(``GPU_MIN_AGREEMENT`` is the tests' tolerance policy, tests/helpers.py.)
 
 Inputs: ``boxes_xyxy`` [N, 4], ``coarse_segm`` [N, 2, S, S], ``fine_segm`` [N, 25, S, S] (S >= 1;
 N may be 0), float16 or float32 logits, always computed in float32 (``.float()``, as the
@@ -20,13 +25,12 @@ from __future__ import annotations
 import torch
 
 from . import render_cpu
+from .parts import N_COARSE_CHANNELS, N_FINE_CHANNELS, N_PART_LABELS
 from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
-BACKENDS = ("auto", "reference", "cpu", "triton")
+BACKENDS = ("auto", "reference", "cpu", "device", "triton")
 _WORD_TABLES: dict[bytes, torch.Tensor] = {}
-_N_COARSE = 2
-_N_FINE = 25
 
 
 def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> None:
@@ -40,10 +44,12 @@ def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> Non
     if boxes_xyxy.ndim != 2 or boxes_xyxy.shape[1] != 4:
         raise ValueError(f"boxes_xyxy must have shape [N, 4], got {list(boxes_xyxy.shape)}")
     n = boxes_xyxy.shape[0]
-    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != _N_COARSE:
-        raise ValueError(f"coarse_segm must have shape [{n}, {_N_COARSE}, S, S], got {list(coarse_segm.shape)}")
-    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != _N_FINE:
-        raise ValueError(f"fine_segm must have shape [{n}, {_N_FINE}, S, S], got {list(fine_segm.shape)}")
+    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != N_COARSE_CHANNELS:
+        raise ValueError(f"coarse_segm must have shape [{n}, {N_COARSE_CHANNELS}, S, S], "
+                         f"got {list(coarse_segm.shape)}")
+    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != N_FINE_CHANNELS:
+        raise ValueError(f"fine_segm must have shape [{n}, {N_FINE_CHANNELS}, S, S], "
+                         f"got {list(fine_segm.shape)}")
     if coarse_segm.shape[2:] != fine_segm.shape[2:] or min(coarse_segm.shape[2:]) < 1:
         raise ValueError(f"coarse_segm and fine_segm must share a spatial size S x S >= 1, "
                          f"got {list(coarse_segm.shape[2:])} and {list(fine_segm.shape[2:])}")
@@ -59,9 +65,9 @@ def _triton_importable() -> bool:
 
 
 def _resolve(backend: str, device: torch.device) -> str:
-    if backend == "auto":
-        return "triton" if device.type == "cuda" and _triton_importable() else "cpu"
-    return backend
+    if backend == "auto" and device.type == "cuda":
+        return "triton" if _triton_importable() else "device"
+    return "cpu" if backend == "auto" else backend
 
 
 def prepare_backend(backend: str, device: torch.device | str) -> None:
@@ -73,7 +79,7 @@ def prepare_backend(backend: str, device: torch.device | str) -> None:
 
 
 def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
-    """int32 [3 * n * n] table for :func:`colorize`: the 4-byte words of RGB rows of label pairs.
+    """int32 [3 * n * n] table for the compiled :func:`colorize`: the 4-byte words of RGB rows of label pairs.
 
     Four pixels p0..p3 are 12 bytes = 3 int32 words: (R0 G0 B0 R1), (G1 B1 R2 G2), (B2 R3 G3 B3);
     word k depends on labels (p_k, p_k+1) only. Built with uint8 views, so byte order is native.
@@ -90,31 +96,21 @@ def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
 
 
 def colorize(labels: torch.Tensor, lut_rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W] on the CPU, lut uint8 [n, 3]).
+    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W], lut uint8 [n, 3]); a label past
+    the table raises IndexError.
 
-    One int32 gather per 4 pixels (3 words) instead of one 3-byte row gather per pixel: ~3x faster
-    than advanced indexing on CPU (torch ops), ~5x more with the compiled kernel.
+    Labels on the CPU use the compiled kernel: one int32 lookup per 4 pixels (3 words of
+    :func:`_word_table`) instead of one 3-byte row gather per pixel. Elsewhere, or without numba,
+    the plain lookup (:func:`kernels.reference.colorize_reference`).
     """
-    if labels.device.type != "cpu" or labels.dim() != 2 or labels.dtype != torch.uint8:
+    lut_rgb = lut_rgb.to(dtype=torch.uint8)
+    kernels = render_cpu.compiled_kernels() if labels.device.type == "cpu" else None
+    if kernels is None or labels.dim() != 2 or labels.dtype != torch.uint8:
         return colorize_reference(labels, lut_rgb)
-    lut_rgb = lut_rgb.to(device="cpu", dtype=torch.uint8).contiguous()
-    n = lut_rgb.shape[0]
-    h, w = labels.shape
-    kernels = render_cpu.compiled_kernels()
-    if kernels is not None:
-        out = torch.empty((h, w, 3), dtype=torch.uint8)
-        kernels.colorize_into(labels.contiguous().numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.numpy())
-        return out
-    flat = labels.reshape(-1)
-    size = flat.numel()
-    if size and int(flat.max()) >= n:  # a label past the table would read another pair's word
-        raise IndexError(f"label {int(flat.max())} is out of range of the {n}-colour table")
-    if size % 4:
-        flat = torch.cat([flat, flat.new_zeros(4 - size % 4)])
-    quad = flat.view(-1, 4).int()
-    index = quad[:, :3] * n + quad[:, 1:] + torch.tensor([0, n * n, 2 * n * n], dtype=torch.int32)
-    words = _word_table(lut_rgb).index_select(0, index.view(-1))
-    return words.view(torch.uint8)[:size * 3].view(h, w, 3)
+    lut_rgb = lut_rgb.cpu().contiguous()
+    out = torch.empty((*labels.shape, 3), dtype=torch.uint8)
+    kernels.colorize_into(labels.contiguous().numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.numpy())
+    return out
 
 
 def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: torch.Tensor,
@@ -128,6 +124,10 @@ def render_labels(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm
         from .render_triton import render_labels_triton
 
         return render_labels_triton(boxes_xyxy, coarse_segm, fine_segm, height, width)
+    if chosen == "device":
+        from .render_device import render_labels_device
+
+        return render_labels_device(boxes_xyxy, coarse_segm, fine_segm, height, width)
     fn = render_labels_reference if chosen == "reference" else render_labels_cpu
     return fn(boxes_xyxy, coarse_segm, fine_segm, height, width).to(device)
 
@@ -139,8 +139,9 @@ def render_hint(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine_segm: 
     With the triton backend the colouring is fused into the kernel.
     """
     _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend)
-    if not isinstance(lut_rgb, torch.Tensor) or lut_rgb.shape != (_N_FINE, 3):
-        raise ValueError(f"lut_rgb must be a [25, 3] tensor, got {getattr(lut_rgb, 'shape', type(lut_rgb))}")
+    if not isinstance(lut_rgb, torch.Tensor) or lut_rgb.shape != (N_PART_LABELS, 3):
+        raise ValueError(f"lut_rgb must be a [{N_PART_LABELS}, 3] tensor, "
+                         f"got {getattr(lut_rgb, 'shape', type(lut_rgb))}")
     height, width = int(height), int(width)
     device = coarse_segm.device
     if _resolve(backend, device) == "triton":

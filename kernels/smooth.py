@@ -21,7 +21,8 @@ from collections import Counter
 
 import torch
 
-N_LABELS = 25
+from .parts import N_PART_LABELS
+
 _CENTRE_BONUS = 32  # > any lowest-label bonus (31 - label <= 31), < one vote (64)
 _VOTE = 64
 MAX_K = 255  # votes are int16: 64 * 255 + 63 < 32768
@@ -59,8 +60,9 @@ def _vote(window: torch.Tensor, first: int, count: int, total: int, r: int) -> t
 
     Small windows (K <= ``_PAIRWISE_MAX_K``) compare the window's frames pairwise: the winner is
     one of the labels present, and its votes are the number of frames equal to it (K^2 uint8
-    comparisons per frame; measured ~9x faster than counting all 25 labels at K = 5). Larger windows count votes
-    per label in int16 [chunk, 25, H, W] (13 MB per 512x512 frame), a few frames at a time.
+    comparisons per frame: while K is small, far less work than counting all 25 labels). Larger
+    windows count votes per label in int16 [chunk, 25, H, W] (13 MB per 512x512 frame), a few frames
+    at a time.
     """
     if 2 * r + 1 <= _PAIRWISE_MAX_K:
         parts = [_vote_pairwise(window, i, total, r) for i in range(first, first + count)]
@@ -94,7 +96,7 @@ def _vote_pairwise(window: torch.Tensor, i: int, total: int, r: int) -> torch.Te
 def _vote_chunk(window: torch.Tensor, first: int, count: int, total: int, r: int) -> torch.Tensor:
     h, w = window.shape[1:]
     device = window.device
-    votes = torch.zeros((count, N_LABELS, h, w), dtype=torch.int16, device=device)
+    votes = torch.zeros((count, N_PART_LABELS, h, w), dtype=torch.int16, device=device)
     for d in range(-r, r + 1):
         # output rows j (frame first + j) read frame first + j + d when it exists
         j0 = max(0, -(first + d))
@@ -105,7 +107,7 @@ def _vote_chunk(window: torch.Tensor, first: int, count: int, total: int, r: int
         votes[j0:j1].scatter_add_(1, src, torch.full_like(src, _VOTE, dtype=torch.int16))
     centre = window[first:first + count].long().unsqueeze(1)
     votes.scatter_add_(1, centre, torch.full_like(centre, _CENTRE_BONUS, dtype=torch.int16))
-    votes += (31 - torch.arange(N_LABELS, device=device, dtype=torch.int16)).view(1, N_LABELS, 1, 1)
+    votes += (31 - torch.arange(N_PART_LABELS, device=device, dtype=torch.int16)).view(1, N_PART_LABELS, 1, 1)
     return votes.argmax(dim=1).to(torch.uint8)
 
 

@@ -7,9 +7,7 @@ from fractions import Fraction
 
 import torch
 
-# DensePose's chart predictor: 2 coarse classes (background, person), 24 parts + background.
-N_COARSE_CHANNELS = 2
-N_FINE_CHANNELS = 25
+from ..kernels.parts import N_COARSE_CHANNELS, N_FINE_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -47,7 +47,7 @@ def near_tie_case():
 def undecided_coarse_case(seed=0, n=3, s=28, height=120, width=170):
     """Clear fine logits (one part leads by a wide margin everywhere) under a coarse fg/bg
     difference that crosses 0 in every cell: every cell is mixed with a decided fine channel
-    (the branch that once read an uninitialised candidate, issue 15)."""
+    (the branch that once read an uninitialised candidate)."""
     gen = torch.Generator().manual_seed(seed)
     fine = torch.randn(n, 25, s, s, generator=gen) * 0.1
     for i in range(n):
@@ -120,7 +120,8 @@ def _sweep_box(gen, height, width):
     if kind == 8:  # the whole canvas and a little more
         return [-float(u[0]), -float(u[1]), width + float(u[2]), height + float(u[3])]
     x0, y0 = float(u[0]) * width * 0.5, float(u[1]) * height * 0.5  # sub-pixel offsets, near-integer edges
-    return [round(x0) + 1e-3, round(y0) - 1e-3, round(x0) + 1 + round(float(u[2]) * width), round(y0) + 1 + round(float(u[3]) * height)]
+    return [round(x0) + 1e-3, round(y0) - 1e-3,
+            round(x0) + 1 + round(float(u[2]) * width), round(y0) + 1 + round(float(u[3]) * height)]
 
 
 def sweep_cases(seed: int, count: int):
@@ -134,7 +135,8 @@ def sweep_cases(seed: int, count: int):
         height, width = (int(v) for v in torch.randint(1, 201, (2,), generator=gen))
         n = int(torch.randint(0, 6, (1,), generator=gen))
         sh = grids[int(torch.randint(0, len(grids), (1,), generator=gen))]
-        sw = sh if float(torch.rand(1, generator=gen)) < 0.7 else grids[int(torch.randint(0, len(grids), (1,), generator=gen))]
+        square = float(torch.rand(1, generator=gen)) < 0.7
+        sw = sh if square else grids[int(torch.randint(0, len(grids), (1,), generator=gen))]
         boxes = torch.tensor([_sweep_box(gen, height, width) for _ in range(n)], dtype=torch.float32).reshape(n, 4)
         coarse, fine = torch.zeros(n, 2, sh, sw), torch.zeros(n, 25, sh, sw)
         for i in range(n):
