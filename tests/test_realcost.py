@@ -1,0 +1,88 @@
+"""The real-cost stand-in: the real exports' architecture, both contracts, loaded and run by densevid.
+
+The fast tests use a reduced variant of the same graph (every channel count / 8, internal resize to
+short side 128); the full-size model is built and run once in a slow test.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import helpers  # noqa: F401  (puts scripts/ on sys.path)
+import make_standin_models
+from densevid.kernels import hint_lut, render_hint
+from densevid.pipeline._models import load_model
+from densevid.pipeline._standin_realcost import RealCostCore, realcost_core
+from test_models import ONE, THREE
+
+SMALL = dict(width=0.125, min_size=128, max_size=224)
+
+
+@pytest.fixture(scope="module")
+def small_realcost(tmp_path_factory):
+    """The reduced real-cost stand-in in both styles, saved and loaded by densevid's loader."""
+    directory = tmp_path_factory.mktemp("realcost")
+    return {style: load_model(make_standin_models.save_realcost(directory / f"small_{style}.torchscript", style,
+                                                                **SMALL), "cpu")
+            for style in ("tuple", "dict")}
+
+
+@pytest.mark.parametrize("style", ["tuple", "dict"])
+def test_loads_detects_and_renders(small_realcost, tuple_model, style):
+    model = small_realcost[style]
+    assert model.style == style
+    for image, people in ((ONE, 1), (THREE, 3), (torch.zeros_like(ONE), 0)):
+        detections = model.detect(image)
+        assert len(detections) == people
+        assert detections.coarse_segm.shape == (people, 2, 112, 112)
+        assert detections.fine_segm.shape == detections.u.shape == detections.v.shape == (people, 25, 112, 112)
+        # the people the cheap stand-in finds, in the input image's coordinates
+        with torch.inference_mode():
+            cheap_boxes = tuple_model(image.permute(2, 0, 1))[0]
+        torch.testing.assert_close(detections.boxes_xyxy, cheap_boxes, rtol=0, atol=1e-3)
+        hint = render_hint(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm, image.shape[0],
+                           image.shape[1], hint_lut("viridis"))
+        painted = (hint != hint_lut("viridis")[0]).any(-1).float().mean()
+        assert (float(painted) > 0.05) == (people > 0)
+
+
+def test_styles_agree_and_the_network_moves_the_logits(small_realcost, tuple_model):
+    a, b = small_realcost["tuple"].detect(THREE), small_realcost["dict"].detect(THREE)
+    for field in ("boxes_xyxy", "coarse_segm", "fine_segm", "u", "v"):
+        assert torch.equal(getattr(a, field), getattr(b, field))
+    with torch.inference_mode():
+        cheap = tuple_model(THREE.permute(2, 0, 1))
+    moved = (a.fine_segm - cheap[2]).abs()
+    assert 0.01 < float(moved.max()) <= 0.25 + 1e-4  # NET_GAIN * tanh: the network shifts the part pattern
+
+
+def test_weights_are_seeded():
+    first, again, other = (realcost_core(seed=seed, **SMALL).state_dict() for seed in (0, 0, 1))
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not torch.equal(first["backbone.body.conv1.weight"], other["backbone.body.conv1.weight"])
+
+
+def test_architecture_at_full_size():
+    """The default graph is the real exports': R50/R101-FPN, RPN of 1,000, 1024-d box head, 512-d DeepLab head."""
+    core = RealCostCore(50)
+    assert (core.min_size, core.max_size) == (800.0, 1333.0)
+    assert core.proposal_generator.rpn._pre_nms_top_n["testing"] == 1000
+    assert core.proposal_generator.rpn._post_nms_top_n["testing"] == 1000
+    assert core.roi_heads.box_head.fc6.out_features == 1024
+    assert core.densepose_head.convs[0][0].out_channels == 512 and len(core.densepose_head.convs) == 8
+    body = core.backbone.body
+    assert [len(getattr(body, f"layer{i}")) for i in range(1, 5)] == [3, 4, 6, 3]
+    assert core.backbone.fpn.layer_blocks[0][0].out_channels == 256
+    r101 = RealCostCore(101).backbone.body
+    assert [len(getattr(r101, f"layer{i}")) for i in range(1, 5)] == [3, 4, 23, 3]
+
+
+@pytest.mark.slow
+def test_full_size_frame(tmp_path):
+    assert make_standin_models.main([str(tmp_path), "--real-cost", "--style", "dict"]) == 0
+    model = load_model(tmp_path / make_standin_models.realcost_filename("dict", 50), "cpu")
+    image = torch.full((910, 512, 3), 30, dtype=torch.uint8)
+    image[150:800, 170:340] = 190
+    detections = model.detect(image)
+    assert len(detections) == 1 and detections.fine_segm.shape == (1, 25, 112, 112)
