@@ -238,14 +238,24 @@ def models_download(which: str, force: bool) -> None:
 
 @models.command("list")
 def models_list() -> None:
-    """Show which models are cached, where, and their size."""
-    from ._modelcache import cached_models, format_size
+    """Show which models are found, where, their size and the precision of their weights."""
+    import os
+
+    from ._modelcache import PRECISION_RULE, cached_models, format_size
     from ._models import _hf_cache_dir
 
+    model_dir = os.environ.get("DENSEVID_MODEL_DIR")
     click.echo(f"hub cache: {_hf_cache_dir()}")
-    for entry in cached_models():
-        where = f"{format_size(entry.size)}  {entry.where}  {entry.path}" if entry.path else "not cached"
+    click.echo(f"DENSEVID_MODEL_DIR: {model_dir} (searched first)" if model_dir else "DENSEVID_MODEL_DIR: not set")
+    entries = cached_models(model_dir)
+    for entry in entries:
+        if entry.path:
+            where = f"{format_size(entry.size)}  {entry.weights or '?'}  {entry.where}  {entry.path}"
+        else:
+            where = "not found (DENSEVID_MODEL_DIR, hub cache)" if model_dir else "not cached"
         click.echo(f"{entry.name:<5} {entry.filename:<36} {where}")
+    if any(entry.path for entry in entries):
+        click.echo(f"precision: {PRECISION_RULE}")
 
 
 @main.command()

@@ -112,19 +112,37 @@ def test_download_failure_is_one_line(hf_home, monkeypatch):
                              f"OSError: Network is unreachable\n")
 
 
-def test_list_shows_cache_model_dir_and_missing(tmp_path, hf_home, monkeypatch):
-    _populate_cache(hf_home, MODEL_FILES["r101"], payload=b"w" * 2500)
+def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypatch, standin_models):
+    import torch
+
+    from densevid.pipeline._modelcache import PRECISION_RULE, format_size
+
+    _populate_cache(hf_home, MODEL_FILES["r101"], payload=standin_models["tuple"].read_bytes())
     model_dir = tmp_path / "models"
     model_dir.mkdir()
-    (model_dir / MODEL_FILES["r50"]).write_bytes(b"v" * 1200)
+    half = model_dir / MODEL_FILES["r50"]
+    torch.jit.load(str(standin_models["dict"])).half().save(str(half))  # as the --fp16 exports are made
     monkeypatch.setenv("DENSEVID_MODEL_DIR", str(model_dir))
     result = CliRunner().invoke(main, ["models", "list"])
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "1.2", "KB", "DENSEVID_MODEL_DIR",
-                                str(model_dir / MODEL_FILES["r50"])]
-    assert lines[2].split()[:6] == ["r101", MODEL_FILES["r101"], "2.5", "KB", "hub", "cache"]
+    assert lines[:2] == [f"hub cache: {hf_home / 'hub'}", f"DENSEVID_MODEL_DIR: {model_dir} (searched first)"]
+    assert lines[2].split() == ["r50", MODEL_FILES["r50"], *format_size(half.stat().st_size).split(), "float16",
+                                "DENSEVID_MODEL_DIR", str(half)]
+    assert lines[3].split()[:7] == ["r101", MODEL_FILES["r101"],
+                                    *format_size(standin_models["tuple"].stat().st_size).split(), "float32", "hub",
+                                    "cache"]
+    assert lines[4] == f"precision: {PRECISION_RULE}"
+
+    # the directory it searches is shown when the file is not there too
+    half.unlink()
+    lines = CliRunner().invoke(main, ["models", "list"]).output.splitlines()
+    assert lines[1] == f"DENSEVID_MODEL_DIR: {model_dir} (searched first)"
+    assert lines[2].split()[2:] == ["not", "found", "(DENSEVID_MODEL_DIR,", "hub", "cache)"]
+
     monkeypatch.delenv("DENSEVID_MODEL_DIR")
     shutil.rmtree(hf_home)
     lines = CliRunner().invoke(main, ["models", "list"]).output.splitlines()
-    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
+    assert lines[1] == "DENSEVID_MODEL_DIR: not set"
+    assert lines[2].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
+    assert not any(line.startswith("precision:") for line in lines)

@@ -6,13 +6,15 @@ short side 128); the full-size model is built and run once in a slow test.
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 import make_standin_models
 from densevid.kernels import hint_lut, render_hint
-from densevid.pipeline._models import load_model
+from densevid.pipeline._models import DICT_KEYS, ModelWarning, load_model, rpn_size_order_bug
 from densevid.pipeline._standin_realcost import RealCostCore, realcost_core
 from test_models import ONE, THREE
 
@@ -86,3 +88,91 @@ def test_full_size_frame(tmp_path):
     image[150:800, 170:340] = 190
     detections = model.detect(image)
     assert len(detections) == 1 and detections.fine_segm.shape == (1, 25, 112, 112)
+
+
+# --- both depths, both precisions ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small_fp16(tmp_path_factory):
+    """The reduced real-cost stand-in, dict style, R50, as the --fp16 releases are made."""
+    return make_standin_models.save_realcost(tmp_path_factory.mktemp("fp16") / "model_fp16.pt", "dict", 50,
+                                             torch.float16, **SMALL)
+
+
+def _load_noting(path):
+    """load_model on the CPU, and the ModelWarning messages it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = load_model(path, "cpu")
+    return model, [str(w.message) for w in caught if issubclass(w.category, ModelWarning)]
+
+
+def test_fp16_export_runs_in_float32_on_the_cpu_as_its_conversion(small_fp16, small_realcost):
+    model, notices = _load_noting(small_fp16)
+    assert (model.precision.weights, model.precision.runs) == (torch.float16, torch.float32)
+    assert model.describe() == "model_fp16.pt (dict-style) on cpu: float16 weights, run in float32"
+    assert notices == ["model_fp16.pt has float16 weights: on the CPU they run in float32 (float16 runs on CUDA)"]
+    detections = model.detect(THREE)
+    assert len(detections) == 3 and detections.fine_segm.dtype == torch.float32
+    # exactly what the float32 conversion of the same file gives (what the exports' own runner does)
+    converted = torch.jit.load(str(small_fp16)).float()
+    with torch.inference_mode():
+        expected = converted(THREE.flip(-1).contiguous(), True)
+    for field, key in zip(("boxes_xyxy", "coarse_segm", "fine_segm", "u", "v"), DICT_KEYS):
+        assert torch.equal(getattr(detections, field), expected[key])
+    # unconverted, it cannot run on the CPU: torchvision's CPU nms has no float16
+    with pytest.raises(RuntimeError, match="nms_kernel\" not implemented for 'Half'"), torch.inference_mode():
+        torch.jit.load(str(small_fp16))(THREE.flip(-1).contiguous(), True)
+    # the same seed in float32: the same people, logits within the float16 rounding of the weights
+    full = small_realcost["dict"].detect(THREE)
+    assert torch.equal(detections.boxes_xyxy, full.boxes_xyxy)
+    torch.testing.assert_close(detections.fine_segm, full.fine_segm, rtol=1e-3, atol=0.02)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, pytest.param(torch.float32, marks=pytest.mark.slow)],
+                         ids=["fp16", "fp32"])
+def test_r101_runs_on_the_cpu(tmp_path, dtype):
+    model, notices = _load_noting(make_standin_models.save_realcost(tmp_path / "r101.pt", "dict", 101, dtype, **SMALL))
+    assert (model.precision.weights, model.precision.runs) == (dtype, torch.float32)
+    assert len(notices) == (dtype == torch.float16)
+    detections = model.detect(THREE)
+    assert len(detections) == 3 and detections.fine_segm.dtype == torch.float32
+
+
+def test_fp16_export_encodes_like_its_float32_conversion(tmp_path, small_fp16):
+    from clips import make_clip, synthetic_frames
+    from helpers import assert_exact, decode_all, run_cli
+
+    half = small_fp16
+    converted = tmp_path / "model_fp32.pt"
+    torch.jit.load(str(half)).float().save(str(converted))
+    clip = make_clip(tmp_path / "clip.mkv", synthetic_frames(2, 96, 64))
+    outputs = []
+    for model in (half, converted):
+        out = tmp_path / f"{model.stem}.mkv"
+        result = run_cli(clip, "--model", model, "--device", "cpu", "--resolution", "64", "--lossless", "-o", out)
+        assert result.exit_code == 0, result.output
+        outputs.append(decode_all(out)[0])
+    assert_exact(torch.from_numpy(outputs[0]), torch.from_numpy(outputs[1]))
+
+
+# --- the dict-style releases' RPN image size (w, h) -------------------------------------------------
+
+def test_rpn_size_order_bug_is_reported_once_with_the_way_out(tmp_path, small_realcost):
+    path = make_standin_models.save_realcost(tmp_path / "releases.pt", "dict", rpn_size="wh", **SMALL)
+    with pytest.warns(ModelWarning, match=r"^releases\.pt: its RPN \(model\.proposal_generator\) takes the image "
+                                          r"size as \(w, h\) where detectron2 means \(h, w\).*short side.*a square "
+                                          r"frame avoids it, e.g. --size 512 --fit pad$"):
+        buggy = load_model(path, "cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(path, "cpu")  # said once
+    assert rpn_size_order_bug(small_realcost["dict"].module) is None
+    # what it does: in a portrait frame, a person below y = width is lost; a square frame keeps them
+    portrait = torch.full((256, 128, 3), 20, dtype=torch.uint8)
+    portrait[170:250, 40:90] = 200
+    assert len(small_realcost["dict"].detect(portrait)) == 1
+    assert len(buggy.detect(portrait)) == 0
+    square = torch.full((256, 256, 3), 20, dtype=torch.uint8)
+    square[170:250, 100:150] = 200
+    assert len(buggy.detect(square)) == 1
