@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._errors import ModelError
-from ._models import MODEL_FILES, MODEL_REPO, _hf_cache_dir, _hf_offline, _one_line, load_model
+from ._models import (MODEL_FILES, MODEL_REPO, _hf_cache_dir, _hf_offline, _one_line, download_command,
+                      hub_endpoint, hub_problem, load_model, root_cause)
 
 
 @dataclass(frozen=True)
@@ -128,12 +129,20 @@ def download_model(name: str, force: bool = False, verify: bool = True) -> Model
     if _hf_offline():
         raise ModelError(f"cannot download {filename}: offline (HF_HUB_OFFLINE is set); "
                          f"run `densevid models download` where there is internet, with HF_HUB_OFFLINE unset")
+    cache_dir = _hf_cache_dir()
+    endpoint = hub_endpoint()
+    problem = hub_problem(filename, endpoint)
+    if problem is not None:
+        raise ModelError(f"cannot download {filename} into the hub cache {cache_dir}: {problem}; where there is "
+                         f"internet run: densevid models download {name} (or: {download_command(filename)}), then "
+                         f"use that HF_HOME here with HF_HUB_OFFLINE=1, or put the file in the directory named by "
+                         f"DENSEVID_MODEL_DIR")
     try:
-        path = Path(huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(_hf_cache_dir()),
-                                                    force_download=force))
+        path = Path(huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir),
+                                                    force_download=force, endpoint=endpoint))
     except Exception as exc:  # network, HTTP, disk: one line
-        raise ModelError(f"download of {filename} from {MODEL_REPO} failed: {type(exc).__name__}: "
-                         f"{_one_line(exc, 150)}") from None
+        raise ModelError(f"download of {filename} from {MODEL_REPO} failed: {_one_line(root_cause(exc), 200)}") \
+            from None
     size = path.stat().st_size if path.is_file() else 0
     if size == 0:
         raise ModelError(f"downloaded {filename} is empty: {path}; run again with --force")

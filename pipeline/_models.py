@@ -176,6 +176,8 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
         if candidate.is_file():
             return candidate
         looked.append(f"DENSEVID_MODEL_DIR {directory}")
+    else:
+        looked.append("DENSEVID_MODEL_DIR (not set)")
 
     cache_dir = _hf_cache_dir()
     looked.append(f"hub cache {cache_dir}")
@@ -191,19 +193,57 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
         if isinstance(cached, str) and Path(cached).is_file():
             return Path(cached)
         if not is_offline:
-            try:
-                downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir))
-                return Path(downloaded)
-            except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
-                if type(exc).__name__ == "LocalEntryNotFoundError":  # what huggingface_hub raises with no network
-                    reason = "download failed: the hub is unreachable (no network?)"
-                else:
-                    reason = f"download failed: {type(exc).__name__}: {_one_line(exc, 120)}"
+            endpoint = hub_endpoint()
+            problem = hub_problem(filename, endpoint)
+            if problem is None:
+                try:
+                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir),
+                                                                 endpoint=endpoint)
+                    return Path(downloaded)
+                except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
+                    problem = root_cause(exc)
+            reason = f"download failed: {_one_line(problem, 200)}"
+    name = next((short for short, file in MODEL_FILES.items() if file == filename), filename)
     raise ModelError(
         f"model file {filename} not found (looked in {'; '.join(looked)}) and not downloaded ({reason}); "
         f"provide it with --model PATH, put it in the directory named by DENSEVID_MODEL_DIR, "
-        f"or download it with: {download_command(filename)}"
+        f"or download it where there is internet with: densevid models download {name} (or: "
+        f"{download_command(filename)})"
     )
+
+
+# --- the hub ----------------------------------------------------------------------------------------
+
+HUB_PROBE_TIMEOUT = 5.0  # seconds for one HEAD request; HF_HUB_ETAG_TIMEOUT overrides it
+
+
+def hub_endpoint() -> str:
+    """The hub's URL: HF_ENDPOINT as it is now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_problem(filename: str, endpoint: str | None = None) -> str | None:
+    """Why the hub cannot serve ``filename`` of MODEL_REPO right now (one line), or None when it can.
+
+    One HEAD request, no retries: where nothing is cached huggingface_hub retries a failed metadata
+    request with backoff (tens of seconds, a log line per try), so an unreachable hub is found out here
+    first, in seconds.
+    """
+    import huggingface_hub
+
+    endpoint = endpoint or hub_endpoint()
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT)
+    url = huggingface_hub.hf_hub_url(MODEL_REPO, filename, endpoint=endpoint)
+    try:
+        huggingface_hub.get_hf_file_metadata(url, timeout=timeout)
+    except Exception as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"the hub at {endpoint} answered HTTP {status} for {filename}"
+        return f"the hub at {endpoint} is unreachable ({_one_line(root_cause(exc), 120)})"
+    return None
 
 
 # --- loading --------------------------------------------------------------------------------------

@@ -250,14 +250,17 @@ def test_resolve_online_downloads_into_hf_home(monkeypatch, hub, tmp_path):
         return str(target)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
     assert resolve_model_path("r50", None) == tmp_path / MODEL_FILES["r50"]
     assert seen["repo_id"] == MODEL_REPO and seen["filename"] == MODEL_FILES["r50"]
-    assert str(seen["cache_dir"]) == str(home / "hub")
+    assert str(seen["cache_dir"]) == str(home / "hub") and seen["endpoint"] == "https://hub.example"
 
 
 @pytest.mark.parametrize("error,reason", [
     (OSError("Network is unreachable"), "download failed: OSError: Network is unreachable"),
-    ("LocalEntryNotFoundError", "download failed: the hub is unreachable"),
+    ("LocalEntryNotFoundError", "download failed: LocalEntryNotFoundError: An error happened while trying to "
+                                "locate the file on the Hub"),
 ])
 def test_resolve_online_download_failure(monkeypatch, hub, error, reason):
     import huggingface_hub
@@ -271,8 +274,30 @@ def test_resolve_online_download_failure(monkeypatch, hub, error, reason):
         raise error
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
-    with pytest.raises(ModelError, match=reason + r".*hf download"):
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
+    with pytest.raises(ModelError, match=reason + r"\); .*hf download"):
         resolve_model_path("r50", None)
+
+
+def test_resolve_names_what_the_hub_answered(monkeypatch, hub):
+    import huggingface_hub
+
+    class Response:
+        status_code = 401
+
+    class Unauthorized(Exception):
+        response = Response()
+
+    def refused(url, **kwargs):
+        raise Unauthorized("401 Client Error")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example/")
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", refused)
+    with pytest.raises(ModelError, match=r"download failed: the hub at https://hub.example answered HTTP 401 for "
+                                         r"densepose_r101_fpn_dl.torchscript\)"):
+        resolve_model_path("r101", None)
+    assert not hub[1]  # no download tried after the hub said no
 
 
 # --- loading ---------------------------------------------------------------------------------------

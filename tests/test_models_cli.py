@@ -45,6 +45,7 @@ def _fake_hub(monkeypatch, payload_for):
         return str(link)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
     return calls
 
 
@@ -105,6 +106,7 @@ def test_download_failure_is_one_line(hf_home, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     result = CliRunner().invoke(main, ["models", "download", "r50"])
     assert result.exit_code == 1
@@ -146,3 +148,39 @@ def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypat
     assert lines[1] == "DENSEVID_MODEL_DIR: not set"
     assert lines[2].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
     assert not any(line.startswith("precision:") for line in lines)
+
+
+@pytest.mark.parametrize("command", ["encode", "models download"])
+def test_unreachable_hub_fails_at_once_on_one_whole_line(tmp_path, hf_home, monkeypatch, capfd, command):
+    """No network, no weights: one HEAD request, no retries, one line that names every way out."""
+    import time
+
+    import huggingface_hub
+
+    requests, downloads = [], []
+    head = huggingface_hub.get_hf_file_metadata
+    download = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata",
+                        lambda *args, **kwargs: requests.append(args) or head(*args, **kwargs))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *args, **kwargs: downloads.append(args) or download(*args, **kwargs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed local port: connection refused
+    if command == "encode":
+        args = ["encode", str(make_clip(tmp_path / "a.mkv", synthetic_frames(1, 32, 32))), "--lossless"]
+    else:
+        args = ["models", "download", "r50"]
+    started = time.monotonic()
+    result = CliRunner().invoke(main, args)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("densevid: error: ")
+    line = lines[0]
+    for part in (MODEL_FILES["r50"], "the hub at http://127.0.0.1:9 is unreachable", "DENSEVID_MODEL_DIR",
+                 f"hub cache {hf_home / 'hub'}", "densevid models download r50",
+                 f"(or: hf download {MODEL_REPO} {MODEL_FILES['r50']})"):
+        assert part in line
+    assert len(requests) == 1 and not downloads  # asked once, no retries
+    assert "Retry" not in capfd.readouterr().err
+    assert elapsed < 20  # a generous failure-mode bound (huggingface_hub alone would retry for ~25 s)
