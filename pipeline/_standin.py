@@ -235,3 +235,35 @@ def save_standin(path, style: str = "tuple", seed: int = 0, size: int = 112) -> 
     return path
 
 
+
+
+def write_model_files(directory, real_cost: bool = False, overwrite: bool = False, seed: int = 0) -> list[Path]:
+    """Stand-ins under the file names DENSEVID_MODEL_DIR is searched for (``MODEL_FILES``), in ``directory``.
+
+    The cheap stand-in (tuple style, both names) by default; ``real_cost``: the real-cost stand-in, R50 under
+    the r50 name and R101 under the r101 name. An existing file is an OutputError unless ``overwrite``: it may
+    be the real weights.
+    """
+    from ._errors import OutputError
+    from ._models import MODEL_FILES
+
+    directory = Path(directory)
+    targets = {name: directory / filename for name, filename in MODEL_FILES.items()}
+    existing = [str(path) for path in targets.values() if path.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"{existing[0]} exists (it may be the real weights); choose another directory, or use "
+                          f"--force to replace it with a stand-in")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create {directory}: {exc.strerror or exc}") from None
+    written = []
+    for name, path in targets.items():
+        if real_cost:
+            from ._standin_realcost import save_realcost
+
+            save_realcost(path, "tuple", depth=int(name[1:]), seed=seed)
+        else:
+            save_standin(path, "tuple", seed=seed)
+        written.append(path)
+    return written

@@ -184,3 +184,40 @@ def test_unreachable_hub_fails_at_once_on_one_whole_line(tmp_path, hf_home, monk
     assert len(requests) == 1 and not downloads  # asked once, no retries
     assert "Retry" not in capfd.readouterr().err
     assert elapsed < 20  # a generous failure-mode bound (huggingface_hub alone would retry for ~25 s)
+
+
+def test_standin_command_lets_a_new_user_try_densevid(tmp_path, monkeypatch):
+    directory = tmp_path / "standins"
+    result = CliRunner().invoke(main, ["models", "standin", str(directory)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines == [f"wrote {directory / MODEL_FILES['r50']} (stand-in with random weights, not the real model)",
+                     f"wrote {directory / MODEL_FILES['r101']} (stand-in with random weights, not the real model)",
+                     f"try it: DENSEVID_MODEL_DIR={directory.resolve()} densevid encode VIDEO"]
+    monkeypatch.setenv("DENSEVID_MODEL_DIR", str(directory))
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    for model in ("r50", "r101"):
+        out = tmp_path / f"a_{model}.mkv"
+        encoded = run_cli(clip, "--model", model, "--resolution", "64", "--lossless", "-o", out)
+        assert encoded.exit_code == 0, encoded.output
+        assert out.is_file()
+    # a second time it refuses: the directory may hold the real weights
+    again = CliRunner().invoke(main, ["models", "standin", str(directory)])
+    assert again.exit_code == 1
+    assert again.output == (f"densevid: error: {directory / MODEL_FILES['r50']} exists (it may be the real weights); "
+                            f"choose another directory, or use --force to replace it with a stand-in\n")
+    assert CliRunner().invoke(main, ["models", "standin", str(directory), "--force"]).exit_code == 0
+
+
+@pytest.mark.slow
+def test_standin_command_real_cost(tmp_path):
+    from densevid.pipeline._models import load_model
+
+    result = CliRunner().invoke(main, ["models", "standin", str(tmp_path), "--real-cost"])
+    assert result.exit_code == 0, result.output
+    assert "real-cost stand-in with random weights" in result.output
+    for name, depth in (("r50", 50), ("r101", 101)):
+        model = load_model(tmp_path / MODEL_FILES[name], "cpu")
+        body = model.module.model.backbone.body
+        blocks = [len(list(getattr(body, f"layer{i}").children())) for i in range(1, 5)]
+        assert blocks == ([3, 4, 6, 3] if depth == 50 else [3, 4, 23, 3])

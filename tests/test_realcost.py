@@ -176,3 +176,32 @@ def test_rpn_size_order_bug_is_reported_once_with_the_way_out(tmp_path, small_re
     square = torch.full((256, 256, 3), 20, dtype=torch.uint8)
     square[170:250, 100:150] = 200
     assert len(buggy.detect(square)) == 1
+
+
+# --- on CUDA (the GPU check runs these) ---------------------------------------------------------------
+
+def _part_agreement(a, b) -> float:
+    """How many pixels of the people's fine part maps (argmax) two runs agree on."""
+    return float((a.fine_segm.float().argmax(1) == b.fine_segm.float().argmax(1)).float().mean())
+
+
+@pytest.mark.cuda
+def test_fp16_export_runs_natively_in_float16_on_cuda(small_fp16):
+    model = load_model(small_fp16, "cuda")
+    assert (model.precision.runs, model.precision.convert_to) == (torch.float16, None)
+    detections = model.detect(THREE.cuda())
+    assert len(detections) == 3 and detections.fine_segm.dtype == torch.float16
+    on_cpu = load_model(small_fp16, "cpu").detect(THREE)
+    assert _part_agreement(detections, on_cpu) > 0.99
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("route", ["autocast", "native"])
+def test_half_routes_on_cuda_agree_with_float32(small_realcost, route):
+    path = small_realcost["dict"].path
+    full = load_model(path, "cuda")
+    half = load_model(path, "cuda", half=route)
+    assert half.precision.runs == torch.float16 and half.precision.autocast == (route == "autocast")
+    a, b = half.detect(THREE.cuda()), full.detect(THREE.cuda())
+    assert not torch.equal(a.fine_segm.float(), b.fine_segm)  # the network did compute in float16
+    assert _part_agreement(a, b) > 0.99
