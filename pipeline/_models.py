@@ -431,7 +431,8 @@ def _warn_rpn_size_order(module: torch.jit.ScriptModule, path: Path) -> None:
     warnings.warn(ModelWarning(
         f"{path.name}: its RPN ({where}) takes the image size as (w, h) where detectron2 means (h, w), so on a "
         f"non-square frame every box is clipped to the short side (in a portrait frame nobody is found below "
-        f"y = width); a square frame avoids it, e.g. --size 512 --fit pad"), stacklevel=3)
+        f"y = width); a square frame avoids it: --size 512 --fit crop gives the model a 512x512 square (--fit pad "
+        f"does not)"), stacklevel=3)
 
 
 class ModelWarning(UserWarning):

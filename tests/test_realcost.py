@@ -162,7 +162,8 @@ def test_rpn_size_order_bug_is_reported_once_with_the_way_out(tmp_path, small_re
     path = make_standin_models.save_realcost(tmp_path / "releases.pt", "dict", rpn_size="wh", **SMALL)
     with pytest.warns(ModelWarning, match=r"^releases\.pt: its RPN \(model\.proposal_generator\) takes the image "
                                           r"size as \(w, h\) where detectron2 means \(h, w\).*short side.*a square "
-                                          r"frame avoids it, e.g. --size 512 --fit pad$"):
+                                          r"frame avoids it: --size 512 --fit crop gives the model a 512x512 "
+                                          r"square \(--fit pad does not\)$"):
         buggy = load_model(path, "cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
