@@ -259,18 +259,65 @@ def _torchvision_version() -> str:
 def _version_mismatch(path: Path | None, detail: str) -> ModelError:
     where = f"cannot load {path.name}: " if path is not None else ""
     return ModelError(
-        f"{where}torchvision's operators are unavailable ({_one_line(detail, 100)}): torch {torch.__version__} and "
+        f"{where}torchvision's operators are unavailable ({_one_line(detail, 320)}): torch {torch.__version__} and "
         f"torchvision {_torchvision_version()} versions don't match; install the torchvision release built for "
         f"this torch"
     )
 
 
+_TORCHVISION_EXTENSIONS = ("_C_stable", "_C")  # the C++ operator library's name, newest torchvision first
+
+
+def _torchvision_ops_registered() -> bool:
+    try:
+        torch.ops.torchvision.nms  # noqa: B018  (resolving the op is the check)
+        torch.ops.torchvision.roi_align  # noqa: B018
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _torchvision_extension() -> Path | None:
+    """torchvision's C++ extension file, found without running torchvision/__init__.py."""
+    from importlib.machinery import EXTENSION_SUFFIXES
+    from importlib.util import find_spec
+
+    spec = find_spec("torchvision")  # a top-level package: found, not imported
+    for directory in (spec.submodule_search_locations or []) if spec is not None else []:
+        for name in _TORCHVISION_EXTENSIONS:
+            for suffix in EXTENSION_SUFFIXES:
+                candidate = Path(directory) / f"{name}{suffix}"
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
 def register_torchvision_ops(path: Path | None = None) -> None:
-    """The models call torchvision::nms: torchvision must register its ops before torch.jit.load."""
+    """Register torchvision's operators (torchvision::nms, roi_align), which the models call, before torch.jit.load.
+
+    Loading torchvision's C++ extension is all that needs: ``import torchvision`` would also import its
+    Python packages and torch._dynamo, a second or two of start-up. Where the extension cannot be loaded
+    directly (an unusual install), importing torchvision is tried; if both fail, the versions don't match.
+    """
+    if _torchvision_ops_registered():
+        return
+    library = _torchvision_extension()
+    failure = "torchvision's C++ extension was not found"
+    if library is not None:
+        try:
+            torch.ops.load_library(str(library))
+        except (OSError, RuntimeError) as exc:
+            failure = f"loading {library.name} failed: {_one_line(root_cause(exc), 150)}"
+        else:
+            if _torchvision_ops_registered():
+                return
+            failure = f"{library.name} registered no torchvision::nms"
     try:
         import torchvision  # noqa: F401
     except Exception as exc:
-        raise _version_mismatch(path, f"import torchvision failed: {type(exc).__name__}: {exc}") from exc
+        raise _version_mismatch(path, f"{failure}; import torchvision failed: {root_cause(exc)}") from exc
+    if not _torchvision_ops_registered():
+        raise _version_mismatch(path, failure)
 
 
 def _is_unknown_op_error(message: str) -> bool:

@@ -407,10 +407,35 @@ def test_load_unknown_torchvision_op(monkeypatch, standin_models):
     assert torch.__version__ in str(info.value) and "\n" not in str(info.value)
 
 
-def test_torchvision_import_failure(monkeypatch, standin_models):
+def test_torchvision_ops_unavailable(monkeypatch, standin_models, tmp_path):
+    """A broken extension and a torchvision that does not import: the versions don't match."""
+    broken = tmp_path / "_C_stable.so"
+    broken.write_bytes(b"not a shared library")
+    monkeypatch.setattr(_models, "_torchvision_ops_registered", lambda: False)  # as in a fresh process
+    monkeypatch.setattr(_models, "_torchvision_extension", lambda: broken)
     monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
-    with pytest.raises(ModelError, match="torchvision.*versions don't match"):
+    with pytest.raises(ModelError, match=r"standin_tuple.torchscript: torchvision's operators are unavailable "
+                                         r"\(loading _C_stable.so failed: OSError: .*; import torchvision failed: "
+                                         r"ModuleNotFoundError: import of torchvision halted.*\): torch .* and "
+                                         r"torchvision .* versions don't match") as info:
         load_model(standin_models["tuple"], "cpu")
+    assert "\n" not in str(info.value)
+
+
+def test_models_load_without_importing_torchvision(standin_models):
+    """torchvision's operators are registered from its C++ extension: no torchvision package, no torch._dynamo."""
+    import subprocess
+
+    from helpers import REPO_ROOT, subprocess_env
+
+    code = ("import sys; from densevid.pipeline._models import load_model; "
+            f"model = load_model({str(standin_models['dict'])!r}, 'cpu'); "
+            "import torch; assert len(model.detect(torch.zeros(64, 64, 3, dtype=torch.uint8))) == 0; "
+            "print(sorted(name for name in ('torchvision', 'torch._dynamo') if name in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env=subprocess_env(REPO_ROOT.parent), timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
 
 
 # --- precision and whole error lines ---------------------------------------------------------------
