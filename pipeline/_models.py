@@ -483,7 +483,7 @@ def _warn_rpn_size_order(module: torch.jit.ScriptModule, path: Path) -> None:
 
 
 class ModelWarning(UserWarning):
-    """Something about a loaded model the user should know: a known bug of the export."""
+    """Something about a loaded model the user should know: a precision it cannot run in here, a known bug."""
 
 
 # --- calling --------------------------------------------------------------------------------------
