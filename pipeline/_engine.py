@@ -1,29 +1,30 @@
-"""The engine: wiring only. A decode thread, the compute loop, an encode thread, bounded queues.
+"""The engine: wiring only. A source thread, N model workers, the caller's thread, an encode thread.
 
-    decode thread:  PyAV -> [--fps: drop] -> [crop] -> resize+pad (OpenCV, exact) ──► PreparedBatch (bounded queue)
-    compute (caller's thread): upload -> model per frame -> render -> post-stages -> one copy to host ──► HintBatch
+    source thread:  PyAV -> [--fps: drop] -> [crop] -> resize+pad (OpenCV, exact) ──► PreparedFrame (bounded)
+    model workers (N threads, a CUDA stream each): model -> render, per frame ──► RenderedFrame (any order)
+    caller's thread: back in order -> batches -> post-stages -> one copy to the host ──► HintBatch (bounded)
     encode thread:  HintBatch -> [--fps: repeat] -> OutputBatch -> sinks (temporary files, renamed when complete)
 
 A job is settled before any work (``prepare_job``: its output paths checked and its framing planned,
 once), then run (``encode_job``) with a loaded estimator and one config: every setting of the run
 (colormap, resolution, framing, ...) comes from that config; the estimator contributes the loaded
 model (model, device, precision). An image input is a one-frame video whose sink is a PNG.
+``render_frames`` runs the same stages on frames already in memory and yields the hints.
 
-Post-stages (only with --smooth, --iuv, or a --size framing that resamples or pads): the compute
-stage renders uint8 label maps instead of coloured hints, then on the device: temporal smoothing
-(stateful across batches, K//2 frames of lookahead), framing (nearest resize, centred pad with
-label 0), the colormap LUT, and the one device-to-host copy. Without them the fused render_hint
-path runs unchanged.
+The model workers (``_workers``) keep N frames in the model at once; frames come out of them in any
+order and the caller's thread restores it. Output order, timestamps and pixels do not depend on N.
 
-On CUDA the frames of a batch are issued round-robin on ``CUDA_STREAMS`` streams (the exports
-take one image per call, so streams are how several model calls overlap), hints are rendered
-into one device buffer per batch and copied to the host once, into pinned buffers from a small
-ring that is reused (never more buffers than can be in flight). The CPU path is the same code
-with no streams and plain buffers.
+Post-stages (only with --smooth, --iuv, or a --size framing that resamples or pads): the workers
+render uint8 label maps instead of coloured hints, then, per batch on the device: temporal
+smoothing (stateful across batches, K//2 frames of lookahead), framing (nearest resize, centred pad
+with label 0), the colormap LUT, and the one device-to-host copy, into pinned buffers on CUDA from
+a small ring that is reused (never more buffers than can be in flight).
 
-Memory does not grow with video length: at most ``QUEUE_DEPTH`` batches wait between stages.
-Any stage's exception stops the others and is re-raised in the caller's thread; the sinks then
-remove their temporary files.
+Memory does not grow with video length: at most ``2 N`` frames are between the source and the
+caller's thread (permits taken by the source, given back as frames leave the reorder buffer), one
+batch is being assembled, and at most ``QUEUE_DEPTH`` batches wait for the encoder. Any stage's
+exception (or Ctrl-C) stops the others, which end after their current frame, and is re-raised in
+the caller's thread; the sinks then remove their temporary files.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -43,20 +44,21 @@ import torch
 from ._api import DensePoseEstimator
 from ._config import EncodeConfig
 from ._decode import VideoInfo, iter_frame_batches, probe_video
+from ._errors import ConfigError, InputError
 from ._fps import resample
 from ._framing import FramePlan, plan_framing
 from ._preprocess import resize_and_pad
 from ._sinks import OutputBatch, OutputTargets, check_targets, open_sinks
-from ._threads import StageThread, Stopped, get, put
+from ._threads import StageThread, Stopped, acquire, get, put
 from ._types import FrameBatch
+from ._workers import DONE, END, ModelWorkers, PreparedFrame, RenderedFrame, busy_union_seconds, cpu_threads, \
+    plan_workers
 from ..kernels.framing import frame_maps
 from ..kernels.smooth import TemporalSmoother
 
 QUEUE_DEPTH = 2
-CUDA_STREAMS = 4
 # host buffers in flight: QUEUE_DEPTH queued + 1 being encoded + 1 being filled
 _HOST_RING = QUEUE_DEPTH + 2
-_END = object()
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,14 @@ class EncodeResult:
     output_path: Path
     frames: int
     seconds: float
-    # busy seconds per stage: decode (incl. resize+pad), compute (upload, model, render, copy), encode;
-    # on CUDA also model_gpu (device time of the model calls, from CUDA events)
+    # busy seconds per stage: decode (incl. crop, resize+pad), model and render (summed over the
+    # workers), post (ordering, post-stages, copy to the host), encode (the sinks); on CUDA also
+    # model_gpu: seconds in which at least one model call was running on the device, and model_gpu_sum:
+    # the model calls' device seconds added up (from CUDA events; their ratio is the calls' mean overlap)
     stage_seconds: dict = field(default_factory=dict)
     # one-line notes about the input that did not stop the encode (e.g. a truncated MKV/TS)
     warnings: tuple[str, ...] = ()
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -81,14 +86,6 @@ class EncodeJob:
     config: EncodeConfig
     plan: FramePlan
     targets: OutputTargets
-
-    @property
-    def render_mode(self) -> str:
-        """"hint": the fused render of coloured hints; "labels": label maps for the post-stages;
-        "iuv": labels with U and V."""
-        if self.targets.iuv is not None:
-            return "iuv"
-        return "labels" if (self.config.smooth > 1 or self.plan.needs_label_stage) else "hint"
 
     @property
     def time_base(self) -> Fraction:
@@ -122,9 +119,9 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
     """Render the hint video of ``input_path`` into ``output_path`` (default: beside the input).
 
     ``config``: the settings of this call (colormap, resolution, outputs, framing, fps, smoothing,
-    batch size ...), default the estimator's. The estimator contributes only its loaded model
-    (model, device, precision), so a batch shares one estimator across inputs with their own
-    configs. ``progress(n)`` is called after every n frames written.
+    batch size, workers ...), default the estimator's. The estimator contributes only its loaded
+    model (model, device, precision), so a batch shares one estimator across inputs with their own
+    configs. ``progress(n)`` is called (in the encode thread) after every n frames written.
     """
     config = config if config is not None else estimator.config
     return encode_job(prepare_job(input_path, output_path, config, info), estimator, progress)
@@ -133,86 +130,85 @@ def encode_video(input_path: str | Path, output_path: str | Path | None, estimat
 def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable[[int], None] | None = None
                ) -> EncodeResult:
     """Run a prepared job with a loaded model (see ``encode_video``)."""
-    with _compute_threads(estimator.device):
-        return _VideoRun(job, estimator.with_config(job.config), progress).run()
+    started = time.perf_counter()
+    warnings: list[str] = []
+    stages = _Stages(estimator.with_config(job.config), job.config, job.plan, _render_mode(job.config, job.plan),
+                     lambda: _video_frames(job, warnings), want_preview=job.targets.preview is not None)
+    encoder = _Encoder(stages.stop, progress)
+    with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint) as sinks:
+        encoder.run(stages, sinks)
+    return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,
+                        {**stages.timings, "encode": encoder.seconds}, tuple(warnings), stages.workers.plan.workers)
 
 
-# torch threads for the compute stage on the CPU. Measured (scripts/bench.py, dance clip, 2 cores):
-# with 2 intra-op threads the model and render fight the decode thread and x264 for the cores,
-# with 1 the stages overlap instead and total CPU time drops a third.
-CPU_COMPUTE_THREADS = 1
+def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: EncodeConfig | None = None, *,
+                  progress: Callable[[int], None] | None = None,
+                  cancel_check: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+    """Hints of frames already in memory, in order, through the same workers as a video.
 
-
-@contextlib.contextmanager
-def _compute_threads(device: torch.device):
-    """Run torch single-threaded on the CPU for one encode, then restore the caller's setting."""
-    if device.type != "cpu":
-        yield
+    ``frames_rgb``: uint8 RGB frames [H, W, 3] (numpy arrays or CPU tensors, e.g. the rows of a
+    [B, H, W, 3] batch), all of one size; read lazily, so memory stays bounded whatever their number.
+    Yields one uint8 [h, w, 3] numpy hint per frame, in order. ``config`` (default the estimator's):
+    colormap, resolution, framing, smoothing, batch size, workers; --fps and the file outputs need a
+    video. ``progress(n)``: called as n more hints are ready. ``cancel_check()``: called between
+    frames and while waiting for one; whatever it raises (e.g. ComfyUI's
+    ``throw_exception_if_processing_interrupted``) stops the workers and propagates.
+    """
+    config = config if config is not None else estimator.config
+    if config.fps is not None or config.frames_dir or config.preview_path or config.iuv_path:
+        raise ConfigError("render_frames takes frames without timestamps and returns the hints: fps, frames_dir, "
+                          "preview_path and iuv_path need a video file (encode_video)")
+    frames = iter(frames_rgb)
+    first = next(frames, None)
+    if first is None:
         return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(min(CPU_COMPUTE_THREADS, previous))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    first = _as_frame(first, 0)
+    plan = plan_framing(first.shape[0], first.shape[1], size=config.size, fit=config.fit, crop_box=config.crop_box,
+                        resolution=config.resolution)
+
+    def source() -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
+        yield first, (0,)
+        for seq, frame in enumerate(frames, 1):
+            frame = _as_frame(frame, seq)
+            if frame.shape != first.shape:
+                raise InputError(f"frame {seq} is {frame.shape[1]}x{frame.shape[0]} but frame 0 is "
+                                 f"{first.shape[1]}x{first.shape[0]}: all frames must have one size")
+            yield frame, (seq,)
+
+    stages = _Stages(estimator.with_config(config), config, plan, _render_mode(config, plan), source,
+                     want_preview=False, cancel_check=cancel_check)
+    with contextlib.closing(stages.batches()) as batches:
+        for batch in batches:
+            hints = batch.output().hints
+            if progress:
+                progress(len(hints))
+            for hint in hints:
+                if cancel_check:
+                    cancel_check()
+                yield hint.copy()  # the host buffer is reused
 
 
-# --- what travels between the stages ---------------------------------------------------------------
+def _as_frame(frame, seq: int) -> np.ndarray:
+    array = frame.numpy() if isinstance(frame, torch.Tensor) and frame.device.type == "cpu" else frame
+    if not isinstance(array, np.ndarray) or array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+        what = f"{getattr(array, 'dtype', type(array).__name__)} {list(getattr(array, 'shape', []))}"
+        raise InputError(f"frame {seq} is {what}; expected a uint8 RGB [H, W, 3] array or CPU tensor")
+    return array
 
 
-@dataclass
-class PreparedBatch:
-    """Decode -> compute: frames resized and padded for the model."""
-
-    padded_rgb: list[np.ndarray]
-    # per frame: the output pts that show it (one per frame without --fps; none, one or more with --fps)
-    out_pts: list[tuple[int, ...]]
-    previews: list[np.ndarray] | None = None  # per frame: the source framed like the hint (--preview)
+def _render_mode(config: EncodeConfig, plan: FramePlan) -> str:
+    """"hint": the fused render of coloured hints; "labels": label maps for the post-stages;
+    "iuv": labels with U and V."""
+    if config.iuv_path is not None:
+        return "iuv"
+    return "labels" if (config.smooth > 1 or plan.needs_label_stage) else "hint"
 
 
-@dataclass
-class HintBatch:
-    """Compute -> encode: a batch's hints (and IUV) on the host, one row per distinct frame."""
-
-    hints: torch.Tensor  # uint8 [B, h, w, 3], a host buffer of the ring
-    out_pts: list[tuple[int, ...]]
-    previews: list[np.ndarray] | None = None
-    iuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # I uint8, U, V float16 [B, h, w]
-    copied: "torch.cuda.Event | None" = None  # CUDA: set when the asynchronous copy to the host has landed
-
-    def output(self) -> OutputBatch:
-        """The frames in output order: --fps repeats a frame (or shows it zero times)."""
-        if self.copied is not None:
-            self.copied.synchronize()
-        hints = self.hints.numpy()
-        pts = tuple(p for shown in self.out_pts for p in shown)
-        if all(len(shown) == 1 for shown in self.out_pts):
-            return OutputBatch(hints, pts, np.stack(self.previews) if self.previews else None, self.iuv)
-        index = [j for j, shown in enumerate(self.out_pts) for _ in shown]
-        previews = np.stack([self.previews[j] for j in index]) if self.previews and index else None
-        iuv = tuple(a[index] for a in self.iuv) if self.iuv is not None else None
-        return OutputBatch(hints[index], pts, previews, iuv)
-
-
-class _HostRing:
-    """Reusable host buffers for hint batches (pinned on CUDA, for asynchronous copies)."""
-
-    def __init__(self, pinned: bool) -> None:
-        self._pinned = pinned
-        self._buffers: list[torch.Tensor] = []
-        self._next = 0
-
-    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
-        if len(self._buffers) < _HOST_RING:
-            buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
-            self._buffers.append(buffer)
-        else:
-            buffer = self._buffers[self._next % _HOST_RING]
-            if tuple(buffer.shape[1:]) != tuple(shape[1:]) or buffer.shape[0] < shape[0]:
-                buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=self._pinned)
-                self._buffers[self._next % _HOST_RING] = buffer
-        self._next += 1
-        return buffer[: shape[0]]
+def _video_frames(job: EncodeJob, warnings: list[str]) -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
+    """The input's frames that are shown (--fps drops the others), each with the output pts showing it."""
+    batches = iter_frame_batches(job.input_path, batch_size=job.config.batch_size, warnings_out=warnings)
+    for batch, out_pts in _kept_batches(batches, job.info, job.config):
+        yield from zip(batch.frames_rgb.numpy(), out_pts)
 
 
 def _kept_batches(batches, info: VideoInfo, config) -> "Iterator[tuple[FrameBatch, list[tuple[int, ...]]]]":
@@ -245,193 +241,256 @@ def _kept_batches(batches, info: VideoInfo, config) -> "Iterator[tuple[FrameBatc
         yield flush()
 
 
-# --- one run ---------------------------------------------------------------------------------------
+# --- what the caller's thread hands to the encoder ----------------------------------------------------
 
 
-class _VideoRun:
-    """The stages of one job and what they share: the queues, the stop flag, the stage timings."""
+@dataclass
+class HintBatch:
+    """A batch's hints (and IUV) on the host, one row per distinct frame, in order."""
 
-    def __init__(self, job: EncodeJob, estimator: DensePoseEstimator, progress) -> None:
-        self.job = job
-        self.estimator = estimator
-        self.progress = progress
+    hints: torch.Tensor  # uint8 [B, h, w, 3] on the host (CUDA: a buffer of the ring)
+    out_pts: list[tuple[int, ...]]
+    previews: list[np.ndarray] | None = None
+    iuv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # I uint8, U, V float16 [B, h, w]
+    copied: "torch.cuda.Event | None" = None  # CUDA: set when the asynchronous copy to the host has landed
+
+    def output(self) -> OutputBatch:
+        """The frames in output order: --fps repeats a frame (or shows it zero times)."""
+        if self.copied is not None:
+            self.copied.synchronize()
+        hints = self.hints.numpy()
+        pts = tuple(p for shown in self.out_pts for p in shown)
+        if all(len(shown) == 1 for shown in self.out_pts):
+            return OutputBatch(hints, pts, np.stack(self.previews) if self.previews else None, self.iuv)
+        index = [j for j, shown in enumerate(self.out_pts) for _ in shown]
+        previews = np.stack([self.previews[j] for j in index]) if self.previews and index else None
+        iuv = tuple(a[index] for a in self.iuv) if self.iuv is not None else None
+        return OutputBatch(hints[index], pts, previews, iuv)
+
+
+class _HostRing:
+    """Reusable pinned host buffers for hint batches (CUDA: the target of asynchronous copies)."""
+
+    def __init__(self) -> None:
+        self._buffers: list[torch.Tensor] = []
+        self._next = 0
+
+    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+        if len(self._buffers) < _HOST_RING:
+            buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+            self._buffers.append(buffer)
+        else:
+            buffer = self._buffers[self._next % _HOST_RING]
+            if tuple(buffer.shape[1:]) != tuple(shape[1:]) or buffer.shape[0] < shape[0]:
+                buffer = torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+                self._buffers[self._next % _HOST_RING] = buffer
+        self._next += 1
+        return buffer[: shape[0]]
+
+
+# --- the stages up to the host copy -----------------------------------------------------------------
+
+
+class _Stages:
+    """Source thread -> model workers -> (the caller's thread) order, batches, post-stages, host copy.
+
+    ``frames()`` yields (uint8 RGB frame, output pts showing it) and runs in the source thread.
+    ``batches()`` runs everything and yields ``HintBatch`` es in order in the caller's thread.
+    """
+
+    def __init__(self, estimator: DensePoseEstimator, config: EncodeConfig, plan: FramePlan, mode: str,
+                 frames: Callable[[], Iterable[tuple[np.ndarray, tuple[int, ...]]]], want_preview: bool,
+                 cancel_check: Callable[[], None] | None = None) -> None:
+        self.estimator, self.config, self.plan, self.mode = estimator, config, plan, mode
+        self.frames, self.want_preview, self.cancel_check = frames, want_preview, cancel_check
         self.stop = threading.Event()
-        self.prepared_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-        self.hints_q: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
-        self.timings: dict = {"decode": 0.0, "compute": 0.0, "encode": 0.0}
-        self.warnings: list[str] = []
-        self.frames_written = 0
         self.on_cuda = estimator.device.type == "cuda"
-        self.streams = [torch.cuda.Stream(estimator.device) for _ in range(CUDA_STREAMS)] if self.on_cuda else []
-        self.ring = _HostRing(pinned=self.on_cuda)
-        self.model_events: list = []
+        worker_plan = plan_workers(estimator.device, config.workers)
+        self.inbox: queue.Queue = queue.Queue(maxsize=worker_plan.workers)
+        self.results: queue.Queue = queue.Queue()  # unbounded: the permits bound what is in flight
+        self.permits = threading.Semaphore(2 * worker_plan.workers)
+        self.workers = ModelWorkers(estimator, plan.hint_hw, mode, worker_plan, self.inbox, self.results, self.stop)
+        self.source = StageThread("densevid-source", self._source_stage, self.stop)
+        self.ring = _HostRing() if self.on_cuda else None
+        self.timings = {"decode": 0.0, "post": 0.0}
 
-    def run(self) -> EncodeResult:
-        job = self.job
-        started = time.perf_counter()
-        try:
-            with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint) as self.sinks:
-                self._run_stages()
-        finally:
-            self.stop.set()
-        if self.model_events:
+    def batches(self) -> Iterator[HintBatch]:
+        base = None
+        with cpu_threads(self.workers.plan):
+            if self.on_cuda:
+                base = torch.cuda.Event(enable_timing=True)
+                base.record(torch.cuda.current_stream(self.estimator.device))
+            self.source.start()
+            self.workers.start()
+            try:
+                yield from self._in_order()
+            except Stopped:
+                pass
+            except BaseException:  # also the consumer closing early: the stages end after their current frame
+                self.stop.set()
+                raise
+            finally:
+                self.source.join()
+                self.workers.join()
+        errors = [e for e in [self.source.error] + self.workers.errors if e is not None]
+        if errors:
+            raise errors[0]
+        self.timings["model"] = sum(self.workers.model_seconds)
+        self.timings["render"] = sum(self.workers.render_seconds)
+        if base is not None and self.workers.model_events:
             torch.cuda.synchronize(self.estimator.device)
-            self.timings["model_gpu"] = sum(start.elapsed_time(end) for start, end in self.model_events) / 1000.0
-        return EncodeResult(job.input_path, job.targets.hint, self.frames_written, time.perf_counter() - started,
-                            self.timings, tuple(self.warnings))
+            self.timings["model_gpu"] = busy_union_seconds(base, self.workers.model_events)
+            self.timings["model_gpu_sum"] = sum(start.elapsed_time(end) for start, end in self.workers.model_events) / 1e3
 
-    def _run_stages(self) -> None:
-        decoder = StageThread("densevid-decode", self.decode_stage, self.stop)
-        encoder = StageThread("densevid-encode", self.encode_stage, self.stop)
-        decoder.start()
-        encoder.start()
+    # source thread: frames -> PreparedFrame
+    def _source_stage(self) -> None:
+        plan = self.plan
+        frames = iter(self.frames())
+        seq = 0
+        while True:
+            t0 = time.perf_counter()
+            item = next(frames, None)
+            if item is None:
+                break
+            frame, out_pts = item
+            source = plan.crop_frame(frame)
+            padded = resize_and_pad(source, plan.resolution)[0]
+            preview = plan.preview_source(source) if self.want_preview else None
+            self.timings["decode"] += time.perf_counter() - t0
+            acquire(self.permits, self.stop)  # given back when the frame leaves the reorder buffer
+            put(self.inbox, PreparedFrame(seq, padded, out_pts, preview), self.stop)
+            seq += 1
+        for _ in self.workers.threads:
+            put(self.inbox, END, self.stop)
+
+    # the caller's thread: results in any order -> in order -> batches -> HintBatch
+    def _ordered_frames(self) -> Iterator[RenderedFrame]:
+        waiting: dict[int, RenderedFrame] = {}  # the reorder buffer: at most the permits' count
+        next_seq, finished = 0, 0
+        while True:
+            if next_seq in waiting:
+                frame = waiting.pop(next_seq)
+                next_seq += 1
+                self.permits.release()
+                yield frame
+            elif finished == len(self.workers.threads):
+                return
+            else:
+                item = get(self.results, self.stop, poll=self.cancel_check)
+                if item is DONE:
+                    finished += 1
+                else:
+                    waiting[item.seq] = item
+
+    def _in_order(self) -> Iterator[HintBatch]:
+        smoother = TemporalSmoother(self.config.smooth) if self.config.smooth > 1 else None
+        group: list[RenderedFrame] = []
+        frames = self._ordered_frames()
+        while True:
+            frame = next(frames, None)
+            if frame is not None:
+                group.append(frame)
+                if len(group) < self.config.batch_size:
+                    continue
+            if group:
+                t0 = time.perf_counter()
+                batch = self._post(group, smoother)
+                self.timings["post"] += time.perf_counter() - t0
+                group = []
+                if batch is not None:
+                    yield batch
+            if frame is None:
+                break
+        if smoother is not None:
+            t0 = time.perf_counter()
+            labels, metas = smoother.flush()
+            batch = self._emit_maps((labels,), metas) if labels is not None else None
+            self.timings["post"] += time.perf_counter() - t0
+            if batch is not None:
+                yield batch
+
+    def _post(self, group: list[RenderedFrame], smoother) -> HintBatch | None:
+        if self.on_cuda:
+            current = torch.cuda.current_stream(self.estimator.device)
+            for frame in group:
+                current.wait_event(frame.ready)  # the worker's stream has rendered it
+                for t in frame.maps:
+                    t.record_stream(current)  # made on the worker's stream, used (and freed) on this one
+        maps = tuple(torch.stack(parts) for parts in zip(*(frame.maps for frame in group)))
+        metas = [(frame.out_pts, frame.preview) for frame in group]
+        if self.mode == "hint":
+            return self._emit(maps[0], metas)
+        if smoother is not None:
+            labels, metas = smoother.push(maps[0], metas)
+            return self._emit_maps((labels,), metas)
+        return self._emit_maps(maps, metas)
+
+    def _emit_maps(self, maps: tuple[torch.Tensor, ...], metas: list) -> HintBatch | None:
+        """Post-stages on the device: framing, colormap, then the copy to the host."""
+        if not metas:
+            return None
+        plan = self.plan
+        framed = [frame_maps(m, plan.content_hw, plan.out_hw, 0) for m in maps]
+        iuv = None
+        if self.mode == "iuv":
+            iuv = (framed[0].cpu().numpy(), framed[1].to(torch.float16).cpu().numpy(),
+                   framed[2].to(torch.float16).cpu().numpy())
+        return self._emit(self.estimator.colorize(framed[0]), metas, iuv)
+
+    def _emit(self, hints: torch.Tensor, metas: list, iuv=None) -> HintBatch:
+        host, copied = hints, None  # on the CPU the batch is already a fresh host tensor
+        if self.on_cuda:
+            host = self.ring.take(tuple(hints.shape))
+            host.copy_(hints, non_blocking=True)  # the one device-to-host copy per batch
+            copied = torch.cuda.Event()
+            copied.record(torch.cuda.current_stream(self.estimator.device))
+        previews = [preview for _, preview in metas] if self.want_preview else None
+        return HintBatch(host, [out_pts for out_pts, _ in metas], previews, iuv, copied)
+
+
+# --- the encode thread -------------------------------------------------------------------------------
+
+
+class _Encoder:
+    """Feeds the sinks in its own thread, so that x264 overlaps the model."""
+
+    def __init__(self, stop: threading.Event, progress: Callable[[int], None] | None) -> None:
+        self.stop = stop
+        self.progress = progress
+        self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
+        self.frames_written = 0
+        self.seconds = 0.0
+
+    def run(self, stages: _Stages, sinks) -> None:
+        """Every batch of ``stages`` into ``sinks``; the first error of any stage is raised here."""
+        thread = StageThread("densevid-encode", lambda: self._encode(sinks), self.stop)
+        thread.start()
         try:
-            self.compute_stage()
-            put(self.hints_q, _END, self.stop)
-            encoder.join()
+            with contextlib.closing(stages.batches()) as batches:
+                for batch in batches:
+                    put(self.queue, batch, self.stop)
+            put(self.queue, None, self.stop)
+            thread.join()
         except Stopped:
             pass
         except BaseException:
             self.stop.set()
             raise
         finally:
-            decoder.join()
-            encoder.join() if not self.stop.is_set() else encoder.join(timeout=5)
-        for stage in (decoder, encoder):
-            if stage.error is not None:
-                raise stage.error
+            thread.join() if not self.stop.is_set() else thread.join(timeout=5)
+        if thread.error is not None:
+            raise thread.error
 
-    # decode thread: frames -> PreparedBatch
-    def decode_stage(self) -> None:
-        job, plan = self.job, self.job.plan
-        want_preview = job.targets.preview is not None
-        try:
-            batches = _kept_batches(iter_frame_batches(job.input_path, batch_size=job.config.batch_size,
-                                                       warnings_out=self.warnings), job.info, job.config)
-            while True:
-                t0 = time.perf_counter()
-                item = next(batches, None)
-                if item is None:
-                    break
-                batch, out_pts = item
-                sources = [plan.crop_frame(frame) for frame in batch.frames_rgb.numpy()]
-                padded = [resize_and_pad(frame, plan.resolution)[0] for frame in sources]
-                previews = [plan.preview_source(frame) for frame in sources] if want_preview else None
-                self.timings["decode"] += time.perf_counter() - t0
-                put(self.prepared_q, PreparedBatch(padded, out_pts, previews), self.stop)
-        finally:
-            if not self.stop.is_set():
-                put(self.prepared_q, _END, self.stop)
-
-    # the caller's thread: PreparedBatch -> model -> render -> post-stages -> HintBatch
-    def compute_stage(self) -> None:
-        mode = self.job.render_mode
-        smoother = TemporalSmoother(self.job.config.smooth) if self.job.config.smooth > 1 else None
+    def _encode(self, sinks) -> None:
         while True:
-            item = get(self.prepared_q, self.stop)
-            if item is _END:
-                break
-            t0 = time.perf_counter()
-            rendered = self._render_batch(item, mode)
-            previews = item.previews or [None] * len(item.out_pts)
-            if mode == "hint":
-                self._emit_hints(rendered[0], item.out_pts, item.previews)
-            elif smoother is not None:
-                labels, metas = smoother.push(rendered[0], list(zip(item.out_pts, previews)))
-                self._emit_maps((labels,), metas)
-            else:
-                self._emit_maps(rendered, list(zip(item.out_pts, previews)))
-            self.timings["compute"] += time.perf_counter() - t0
-        if smoother is not None:
-            t0 = time.perf_counter()
-            labels, metas = smoother.flush()
-            if labels is not None:
-                self._emit_maps((labels,), metas)
-            self.timings["compute"] += time.perf_counter() - t0
-
-    def _render_batch(self, prepared: PreparedBatch, mode: str) -> tuple[torch.Tensor, ...]:
-        """Model + render for every frame of a batch into device tensors, one per output kind.
-
-        ``mode``: "hint" -> (uint8 [B, h, w, 3] RGB,) through the fused render; "labels" -> (uint8
-        [B, h, w],); "iuv" -> (labels, U float32 [B, h, w], V float32 [B, h, w]).
-        """
-        estimator, device = self.estimator, self.estimator.device
-        h, w = hint_hw = self.job.plan.hint_hw
-        b = len(prepared.padded_rgb)
-        if mode == "hint":
-            outputs = (torch.empty((b, h, w, 3), dtype=torch.uint8, device=device),)
-        elif mode == "labels":
-            outputs = (torch.empty((b, h, w), dtype=torch.uint8, device=device),)
-        else:
-            outputs = (torch.empty((b, h, w), dtype=torch.uint8, device=device),
-                       torch.empty((b, h, w), dtype=torch.float32, device=device),
-                       torch.empty((b, h, w), dtype=torch.float32, device=device))
-
-        def fill(j: int, detections) -> None:
-            if mode == "hint":
-                outputs[0][j] = estimator.render(detections, hint_hw)
-            elif mode == "labels":
-                outputs[0][j] = estimator.render_labels(detections, hint_hw)
-            else:
-                for out, value in zip(outputs, estimator.render_iuv(detections, hint_hw)):
-                    out[j] = value
-
-        if not self.streams:
-            for j, padded in enumerate(prepared.padded_rgb):
-                fill(j, estimator.detect(torch.from_numpy(padded)))
-            return outputs
-        current = torch.cuda.current_stream(device)
-        for stream in self.streams:
-            stream.wait_stream(current)  # the outputs were allocated on the current stream
-        for j, padded in enumerate(prepared.padded_rgb):
-            stream = self.streams[j % len(self.streams)]
-            with torch.cuda.stream(stream):
-                image = torch.from_numpy(padded).pin_memory().to(device, non_blocking=True)
-                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-                start.record(stream)
-                detections = estimator.detect(image)
-                end.record(stream)
-                fill(j, detections)
-                self.model_events.append((start, end))
-        for stream in self.streams:
-            current.wait_stream(stream)
-        for out in outputs:
-            out.record_stream(current)
-        return outputs
-
-    def _emit_maps(self, maps: tuple[torch.Tensor, ...], metas: list) -> None:
-        """Post-stages on the device: framing, colormap, then the copy to the host."""
-        if not metas:
-            return
-        plan = self.job.plan
-        framed = [frame_maps(m, plan.content_hw, plan.out_hw, 0) for m in maps]
-        iuv = None
-        if self.job.render_mode == "iuv":
-            iuv = (framed[0].cpu().numpy(), framed[1].to(torch.float16).cpu().numpy(),
-                   framed[2].to(torch.float16).cpu().numpy())
-        previews = [m[1] for m in metas] if self.job.targets.preview is not None else None
-        self._emit_hints(self.estimator.colorize(framed[0]), [m[0] for m in metas], previews, iuv)
-
-    def _emit_hints(self, hints: torch.Tensor, out_pts, previews, iuv=None) -> None:
-        host = self.ring.take(tuple(hints.shape))
-        host.copy_(hints, non_blocking=self.on_cuda)  # the one device-to-host copy per batch
-        copied = None
-        if self.on_cuda:
-            copied = torch.cuda.Event()
-            copied.record(torch.cuda.current_stream(self.estimator.device))
-        put(self.hints_q, HintBatch(host, out_pts, previews, iuv, copied), self.stop)
-
-    # encode thread: HintBatch -> sinks
-    def encode_stage(self) -> None:
-        while True:
-            item = get(self.hints_q, self.stop)
-            if item is _END:
+            item = get(self.queue, self.stop)
+            if item is None:
                 return
             t0 = time.perf_counter()
             batch = item.output()
             if batch.pts:
-                self.sinks.write(batch)
-            self.timings["encode"] += time.perf_counter() - t0
+                sinks.write(batch)
+            self.seconds += time.perf_counter() - t0
             self.frames_written += len(batch.pts)
             if self.progress:
                 self.progress(len(item.out_pts))
