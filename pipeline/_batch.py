@@ -139,7 +139,7 @@ class EstimatorCache:
             try:
                 self._estimator = DensePoseEstimator.from_config(self.config)
             except DensevidError as error:
-                raise BatchAbort(one_line(error)) from error
+                raise BatchAbort(" ".join(str(error).split())) from error  # whole: it names the fix
             self.loads += 1
         return self._estimator
 

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -66,9 +68,33 @@ def download_command(filename: str) -> str:
 
 # --- resolution -----------------------------------------------------------------------------------
 
-def _one_line(text: object, limit: int = 200) -> str:
+def _one_line(text: object, limit: int | None = 200) -> str:
+    """``text`` on one line; beyond ``limit`` characters cut after a whole word (a path, URL or command
+    has no spaces, so it is never cut in half)."""
     line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[:limit - 3] + "..."
+    if limit is None or len(line) <= limit:
+        return line
+    cut = line.rfind(" ", 0, limit - 3)
+    return (line[:cut] if cut > 0 else line.split(" ", 1)[0]) + " ..."
+
+
+# the line a Python or TorchScript traceback ends with: "RuntimeError: ...", "builtins.ValueError: ..."
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Warning|Interrupt|Exit)\b:?")
+
+
+def root_cause(exc: BaseException) -> str:
+    """The root cause of ``exc`` on one line, whole: the exception line a TorchScript traceback ends with
+    (e.g. ``RuntimeError: Input type (float) and bias type (c10::Half) should be the same``), or the
+    exception's own message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for index in range(len(lines) - 1, -1, -1):
+        if _EXCEPTION_LINE.match(lines[index]):
+            return " ".join(" ".join(lines[index:]).split())
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
+        return f"{type(exc).__name__}: {lines[-1]}"
+    return f"{type(exc).__name__}: {' '.join(' '.join(lines).split())}"
 
 
 def _hf_offline() -> bool:
@@ -150,6 +176,8 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
         if candidate.is_file():
             return candidate
         looked.append(f"DENSEVID_MODEL_DIR {directory}")
+    else:
+        looked.append("DENSEVID_MODEL_DIR (not set)")
 
     cache_dir = _hf_cache_dir()
     looked.append(f"hub cache {cache_dir}")
@@ -165,19 +193,57 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
         if isinstance(cached, str) and Path(cached).is_file():
             return Path(cached)
         if not is_offline:
-            try:
-                downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir))
-                return Path(downloaded)
-            except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
-                if type(exc).__name__ == "LocalEntryNotFoundError":  # what huggingface_hub raises with no network
-                    reason = "download failed: the hub is unreachable (no network?)"
-                else:
-                    reason = f"download failed: {type(exc).__name__}: {_one_line(exc, 120)}"
+            endpoint = hub_endpoint()
+            problem = hub_problem(filename, endpoint)
+            if problem is None:
+                try:
+                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir),
+                                                                 endpoint=endpoint)
+                    return Path(downloaded)
+                except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
+                    problem = root_cause(exc)
+            reason = f"download failed: {_one_line(problem, 200)}"
+    name = next((short for short, file in MODEL_FILES.items() if file == filename), filename)
     raise ModelError(
         f"model file {filename} not found (looked in {'; '.join(looked)}) and not downloaded ({reason}); "
         f"provide it with --model PATH, put it in the directory named by DENSEVID_MODEL_DIR, "
-        f"or download it with: {download_command(filename)}"
+        f"or download it where there is internet with: densevid models download {name} (or: "
+        f"{download_command(filename)})"
     )
+
+
+# --- the hub ----------------------------------------------------------------------------------------
+
+HUB_PROBE_TIMEOUT = 5.0  # seconds for one HEAD request; HF_HUB_ETAG_TIMEOUT overrides it
+
+
+def hub_endpoint() -> str:
+    """The hub's URL: HF_ENDPOINT as it is now (huggingface_hub reads it once, at import)."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_problem(filename: str, endpoint: str | None = None) -> str | None:
+    """Why the hub cannot serve ``filename`` of MODEL_REPO right now (one line), or None when it can.
+
+    One HEAD request, no retries: where nothing is cached huggingface_hub retries a failed metadata
+    request with backoff (tens of seconds, a log line per try), so an unreachable hub is found out here
+    first, in seconds.
+    """
+    import huggingface_hub
+
+    endpoint = endpoint or hub_endpoint()
+    timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT)
+    url = huggingface_hub.hf_hub_url(MODEL_REPO, filename, endpoint=endpoint)
+    try:
+        huggingface_hub.get_hf_file_metadata(url, timeout=timeout)
+    except Exception as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return f"the hub at {endpoint} answered HTTP {status} for {filename}"
+        return f"the hub at {endpoint} is unreachable ({_one_line(root_cause(exc), 120)})"
+    return None
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -199,7 +265,7 @@ def _version_mismatch(path: Path | None, detail: str) -> ModelError:
     )
 
 
-def _import_torchvision(path: Path | None = None) -> None:
+def register_torchvision_ops(path: Path | None = None) -> None:
     """The models call torchvision::nms: torchvision must register its ops before torch.jit.load."""
     try:
         import torchvision  # noqa: F401
@@ -231,13 +297,22 @@ def detect_style(module: torch.jit.ScriptModule, path: Path) -> str:
                      f"or {DICT_CONTRACT}")
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool = False) -> "DensePoseModel":
-    """Load a DensePose TorchScript model onto ``device``, detect its export style and probe its contract."""
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool | str = False
+               ) -> "DensePoseModel":
+    """Load a DensePose TorchScript model onto ``device``, detect its export style and probe its contract.
+
+    The precision it runs in follows the weights and the device (see ``plan_precision``): float16 exports
+    (``--fp16`` releases) run in float32 on the CPU, natively in float16 on CUDA. ``half`` asks for float16
+    on CUDA for float32 exports: True or "autocast" (torch.autocast, which reaches the scripted ops), or
+    "native" (the weights converted with ``.half()``, as the float16 exports run). Ignored on the CPU.
+    """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
     device = torch.device(device)
-    _import_torchvision(path)
+    if half not in (False, True) + HALF_ROUTES:
+        raise ValueError(f"half must be a bool or one of {HALF_ROUTES}, got {half!r}")
+    register_torchvision_ops(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but is the format
@@ -247,16 +322,121 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
         if _is_unknown_op_error(message):
             raise _version_mismatch(path, message.strip().splitlines()[0] if message.strip() else message) from exc
         raise ModelError(
-            f"{path} is not a TorchScript model ({type(exc).__name__}: {_one_line(message, 100)}); expected a "
+            f"{path} is not a TorchScript model ({_one_line(root_cause(exc), 160)}); expected a "
             f"TorchScript DensePose export such as {MODEL_FILES[DEFAULT_MODEL]} from {MODEL_REPO}"
         ) from exc
     if not isinstance(module, torch.jit.ScriptModule):  # pragma: no cover - torch.jit.load always gives one
         raise ModelError(f"{path} did not load as a TorchScript module")
     module.eval()
+    stored = weights_dtype(module)
+    precision = plan_precision(stored, device, half)
+    if precision.convert_to is not None:
+        module = module.to(precision.convert_to)  # only floating-point weights change dtype
+    if precision.convert_to == torch.float32:
+        warnings.warn(ModelWarning(f"{path.name} has {_dtype_name(stored)} weights: on the CPU they run in float32 "
+                                   f"({_dtype_name(stored)} runs on CUDA)"), stacklevel=2)
     style = detect_style(module, path)
-    model = DensePoseModel(module, path, style, device, half=half)
+    model = DensePoseModel(module, path, style, device, precision=precision)
     model.probe()
+    _warn_rpn_size_order(module, path)
     return model
+
+
+# --- precision ------------------------------------------------------------------------------------
+
+HALF_ROUTES = ("autocast", "native")
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+@dataclass(frozen=True)
+class Precision:
+    """How a model runs: ``weights`` as stored in the file, ``runs`` the dtype its convolutions compute in,
+    ``convert_to`` the dtype the weights are converted to at load (None: as stored), ``autocast``."""
+
+    weights: torch.dtype | None
+    runs: torch.dtype
+    convert_to: torch.dtype | None = None
+    autocast: bool = False
+
+    def describe(self) -> str:
+        """E.g. "float16 weights, run in float32" or "float32 weights, run in float16 (autocast)"."""
+        weights = _dtype_name(self.weights) if self.weights is not None else "no floating-point"
+        route = " (autocast)" if self.autocast else ""
+        return f"{weights} weights, run in {_dtype_name(self.runs)}{route}"
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def weights_dtype(module: torch.nn.Module) -> torch.dtype | None:
+    """The dtype of most of a module's floating-point weights (parameters and buffers); None if it has none."""
+    counts: dict[torch.dtype, int] = {}
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.is_floating_point():
+            counts[tensor.dtype] = counts.get(tensor.dtype, 0) + tensor.numel()
+    return max(counts, key=counts.get) if counts else None
+
+
+def plan_precision(weights: torch.dtype | None, device: torch.device, half: bool | str = False) -> Precision:
+    """The precision a model with ``weights`` runs in on ``device`` (``half``: see ``load_model``).
+
+    On the CPU everything runs in float32 (torchvision's CPU kernels, e.g. nms, have no float16): float16
+    or bfloat16 weights are converted, which is exactly what the exports' own runner does. On CUDA a
+    float16/bfloat16 export runs as it is; a float32 export runs in float32, or in float16 with ``half``.
+    """
+    low = weights in _LOW_PRECISION
+    if device.type != "cuda":
+        return Precision(weights, torch.float32, convert_to=torch.float32 if low else None)
+    if low:
+        return Precision(weights, weights)
+    if half == "native":
+        return Precision(weights, torch.float16, convert_to=torch.float16)
+    if half:
+        return Precision(weights, torch.float16, autocast=True)
+    return Precision(weights, torch.float32)
+
+
+# --- known export bugs ----------------------------------------------------------------------------
+
+# detectron2 gives the RPN the padded image's size as (h, w); the dict-style releases build it as
+# torch.tensor([images.shape[3], images.shape[2]]), which TorchScript prints like this
+_RPN_SIZE_WH = re.compile(r"\(torch\.size\((\w+)\)\)\[3\], \(torch\.size\(\1\)\)\[2\]|"
+                          r"torch\.size\((\w+), 3\), torch\.size\(\2, 2\)")
+_warned_rpn_size: set[str] = set()
+
+
+def rpn_size_order_bug(module: torch.jit.ScriptModule) -> str | None:
+    """Where (a submodule name) the RPN of ``module`` builds the image size as (w, h); None if it does not."""
+    for name, submodule in module.named_modules():
+        kind = getattr(submodule, "original_name", "")
+        if not (name.split(".")[-1] in ("proposal_generator", "rpn") or "RPN" in kind or "Proposal" in kind):
+            continue
+        try:
+            methods = submodule._c._method_names()
+            codes = [getattr(submodule, method).code for method in methods]
+        except Exception:  # no TorchScript source kept (e.g. a module of C++ methods only)
+            continue
+        if any(_RPN_SIZE_WH.search(code) for code in codes):
+            return name or kind
+    return None
+
+
+def _warn_rpn_size_order(module: torch.jit.ScriptModule, path: Path) -> None:
+    """Say once per model file that its RPN clips every box of a non-square frame to the short side."""
+    where = rpn_size_order_bug(module)
+    if where is None or str(path) in _warned_rpn_size:
+        return
+    _warned_rpn_size.add(str(path))
+    warnings.warn(ModelWarning(
+        f"{path.name}: its RPN ({where}) takes the image size as (w, h) where detectron2 means (h, w), so on a "
+        f"non-square frame every box is clipped to the short side (in a portrait frame nobody is found below "
+        f"y = width); a square frame avoids it: --size 512 --fit crop gives the model a 512x512 square (--fit pad "
+        f"does not)"), stacklevel=3)
+
+
+class ModelWarning(UserWarning):
+    """Something about a loaded model the user should know: a known bug of the export."""
 
 
 # --- calling --------------------------------------------------------------------------------------
@@ -264,30 +444,40 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
 class DensePoseModel:
     """A loaded DensePose TorchScript model of a known export style; ``detect`` gives ``Detections``.
 
-    ``half=True`` runs the model under ``torch.autocast("cuda", dtype=torch.float16)`` on CUDA (the
-    models take uint8 images, so ``module.half()`` is not an option); the logits then come back in
-    the dtype the model produced (often float16). On CPU ``half`` is ignored: everything runs in float32.
+    ``precision`` (see ``plan_precision``) says how it runs; with ``precision.autocast`` every call runs
+    under ``torch.autocast("cuda", dtype=torch.float16)``: autocast is thread-local dispatcher state, so it
+    reaches the ops inside the TorchScript interpreter too. In float16 the logits come back in float16.
     """
 
     def __init__(self, module: torch.jit.ScriptModule, path: Path, style: str, device: torch.device | str,
-                 half: bool = False) -> None:
+                 half: bool = False, precision: Precision | None = None) -> None:
         if style not in STYLES:
             raise ValueError(f"style must be one of {STYLES}, got {style!r}")
         self.module = module
         self.path = Path(path)
         self.style = style
         self.device = torch.device(device)
-        self.half = bool(half) and self.device.type == "cuda"
+        self.precision = precision or plan_precision(torch.float32, self.device, half)
+
+    @property
+    def half(self) -> bool:
+        """Whether the model computes in float16 (a float16 export on CUDA, or ``half`` there)."""
+        return self.precision.runs == torch.float16
 
     @property
     def contract(self) -> str:
         return TUPLE_CONTRACT if self.style == "tuple" else DICT_CONTRACT
 
+    def describe(self) -> str:
+        """One line for the user: file, style, device and precision."""
+        return f"{self.path.name} ({self.style}-style) on {self.device}: {self.precision.describe()}"
+
     def __repr__(self) -> str:
-        return f"DensePoseModel({self.path.name}, style={self.style}, device={self.device}, half={self.half})"
+        return (f"DensePoseModel({self.path.name}, style={self.style}, device={self.device}, "
+                f"precision={self.precision.describe()!r})")
 
     def _autocast(self):
-        if self.half:
+        if self.precision.autocast:
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
@@ -312,9 +502,10 @@ class DensePoseModel:
         except ModelError:
             raise
         except Exception as exc:
+            # the root cause first and whole: the contract is only a guess at what went wrong
             raise ModelError(
                 f"{self.path} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe image as a {self.style}-style model "
-                f"({type(exc).__name__}: {_one_line(exc, 100)}); expected {self.contract}"
+                f"on {self.device} ({self.precision.describe()}): {root_cause(exc)}; expected {self.contract}"
             ) from exc
         if not bool(torch.isfinite(detections.boxes_xyxy).all()):
             raise ModelError(f"{self.path} returned non-finite boxes on a probe image; expected {self.contract}")

@@ -236,16 +236,51 @@ def models_download(which: str, force: bool) -> None:
         _fail("interrupted", EXIT_INTERRUPTED)
 
 
+@models.command("standin")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--real-cost", is_flag=True,
+              help="The real exports' architecture and cost (ResNet-50/101-FPN DensePose R-CNN, about 250 and 330 MB, "
+                   "seconds per frame on a CPU) instead of the small, fast one.")
+@click.option("--force", is_flag=True, help="Replace model files that exist in DIRECTORY.")
+def models_standin(directory: Path, real_cost: bool, force: bool) -> None:
+    """Write stand-in models with RANDOM weights into DIRECTORY, under the real file names.
+
+    For trying densevid without the real weights: DENSEVID_MODEL_DIR=DIRECTORY densevid encode VIDEO.
+    The people and body parts a stand-in finds are made up from the picture's bright regions; its
+    output is not a DensePose estimate.
+    """
+    from ._standin import write_model_files
+
+    try:
+        paths = write_model_files(directory, real_cost=real_cost, overwrite=force)
+    except DensevidError as error:
+        _fail(str(error))
+    kind = "real-cost stand-in" if real_cost else "stand-in"
+    for path in paths:
+        click.echo(f"wrote {path} ({kind} with random weights, not the real model)")
+    click.echo(f"try it: DENSEVID_MODEL_DIR={directory.resolve()} densevid encode VIDEO")
+
+
 @models.command("list")
 def models_list() -> None:
-    """Show which models are cached, where, and their size."""
-    from ._modelcache import cached_models, format_size
+    """Show which models are found, where, their size and the precision of their weights."""
+    import os
+
+    from ._modelcache import PRECISION_RULE, cached_models, format_size
     from ._models import _hf_cache_dir
 
+    model_dir = os.environ.get("DENSEVID_MODEL_DIR")
     click.echo(f"hub cache: {_hf_cache_dir()}")
-    for entry in cached_models():
-        where = f"{format_size(entry.size)}  {entry.where}  {entry.path}" if entry.path else "not cached"
+    click.echo(f"DENSEVID_MODEL_DIR: {model_dir} (searched first)" if model_dir else "DENSEVID_MODEL_DIR: not set")
+    entries = cached_models(model_dir)
+    for entry in entries:
+        if entry.path:
+            where = f"{format_size(entry.size)}  {entry.weights or '?'}  {entry.where}  {entry.path}"
+        else:
+            where = "not found (DENSEVID_MODEL_DIR, hub cache)" if model_dir else "not cached"
         click.echo(f"{entry.name:<5} {entry.filename:<36} {where}")
+    if any(entry.path for entry in entries):
+        click.echo(f"precision: {PRECISION_RULE}")
 
 
 @main.command()

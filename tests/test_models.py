@@ -250,14 +250,17 @@ def test_resolve_online_downloads_into_hf_home(monkeypatch, hub, tmp_path):
         return str(target)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example")
     assert resolve_model_path("r50", None) == tmp_path / MODEL_FILES["r50"]
     assert seen["repo_id"] == MODEL_REPO and seen["filename"] == MODEL_FILES["r50"]
-    assert str(seen["cache_dir"]) == str(home / "hub")
+    assert str(seen["cache_dir"]) == str(home / "hub") and seen["endpoint"] == "https://hub.example"
 
 
 @pytest.mark.parametrize("error,reason", [
     (OSError("Network is unreachable"), "download failed: OSError: Network is unreachable"),
-    ("LocalEntryNotFoundError", "download failed: the hub is unreachable"),
+    ("LocalEntryNotFoundError", "download failed: LocalEntryNotFoundError: An error happened while trying to "
+                                "locate the file on the Hub"),
 ])
 def test_resolve_online_download_failure(monkeypatch, hub, error, reason):
     import huggingface_hub
@@ -271,8 +274,30 @@ def test_resolve_online_download_failure(monkeypatch, hub, error, reason):
         raise error
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", failing_download)
-    with pytest.raises(ModelError, match=reason + r".*hf download"):
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
+    with pytest.raises(ModelError, match=reason + r"\); .*hf download"):
         resolve_model_path("r50", None)
+
+
+def test_resolve_names_what_the_hub_answered(monkeypatch, hub):
+    import huggingface_hub
+
+    class Response:
+        status_code = 401
+
+    class Unauthorized(Exception):
+        response = Response()
+
+    def refused(url, **kwargs):
+        raise Unauthorized("401 Client Error")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hub.example/")
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", refused)
+    with pytest.raises(ModelError, match=r"download failed: the hub at https://hub.example answered HTTP 401 for "
+                                         r"densepose_r101_fpn_dl.torchscript\)"):
+        resolve_model_path("r101", None)
+    assert not hub[1]  # no download tried after the hub said no
 
 
 # --- loading ---------------------------------------------------------------------------------------
@@ -386,3 +411,94 @@ def test_torchvision_import_failure(monkeypatch, standin_models):
     monkeypatch.setitem(sys.modules, "torchvision", None)  # makes `import torchvision` raise ImportError
     with pytest.raises(ModelError, match="torchvision.*versions don't match"):
         load_model(standin_models["tuple"], "cpu")
+
+
+# --- precision and whole error lines ---------------------------------------------------------------
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize("weights,device,half,runs,convert_to,autocast", [
+    (torch.float32, CPU, False, torch.float32, None, False),
+    (torch.float32, CPU, True, torch.float32, None, False),  # --half is for CUDA
+    (torch.float16, CPU, False, torch.float32, torch.float32, False),  # as the exports' own runner does
+    (torch.bfloat16, CPU, True, torch.float32, torch.float32, False),
+    (torch.float16, CUDA, False, torch.float16, None, False),  # natively, as exported
+    (torch.float32, CUDA, False, torch.float32, None, False),
+    (torch.float32, CUDA, True, torch.float16, None, True),
+    (torch.float32, CUDA, "autocast", torch.float16, None, True),
+    (torch.float32, CUDA, "native", torch.float16, torch.float16, False),
+])
+def test_plan_precision(weights, device, half, runs, convert_to, autocast):
+    precision = _models.plan_precision(weights, device, half)
+    assert (precision.weights, precision.runs, precision.convert_to, precision.autocast) == \
+        (weights, runs, convert_to, autocast)
+
+
+def test_precision_is_described():
+    assert _models.plan_precision(torch.float16, CPU).describe() == "float16 weights, run in float32"
+    assert _models.plan_precision(torch.float32, CUDA, True).describe() == \
+        "float32 weights, run in float16 (autocast)"
+
+
+def test_load_rejects_an_unknown_half_route(standin_models):
+    with pytest.raises(ValueError, match=r"half must be a bool or one of \('autocast', 'native'\)"):
+        load_model(standin_models["tuple"], "cpu", half="fp16")
+
+
+class _HalfInside(torch.nn.Module):
+    """Honours the tuple contract in its schema; inside, a float16 input meets float32 weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 2, 3)
+
+    def forward(self, image: torch.Tensor):
+        x = self.conv(image[None].half())
+        return x, x, x, x, x
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_probe_error_keeps_the_root_cause_whole_before_the_contract(tmp_path):
+    with pytest.raises(ModelError) as info:
+        load_model(_script(tmp_path, _HalfInside(), "mixed.pt"), "cpu")
+    message = str(info.value)
+    root = "RuntimeError: Input type (c10::Half) and bias type (float) should be the same"
+    assert "\n" not in message and root in message
+    assert message.index("64x64 probe image as a tuple-style model on cpu (float32 weights, run in float32): " +
+                         root) < message.index("; expected forward(image: uint8 CHW RGB)")
+    assert "TorchScript interpreter" not in message and "..." not in message
+
+
+class _LongFailure(torch.nn.Module):
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                    torch.Tensor]:
+        if image.dim() == 3:
+            raise RuntimeError("this export needs the CUDA build of torchvision: " + "reinstall it with "
+                               "pip install --force-reinstall --index-url https://download.pytorch.org/whl/cu130 "
+                               "torchvision==0.29.1 and check the torch version with python -c 'import torch; "
+                               "print(torch.__version__)' before you run densevid again on the same machine")
+        return image, image, image, image, image
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_a_long_root_cause_reaches_the_cli_whole(tmp_path):
+    from clips import make_clip, synthetic_frames
+    from helpers import run_cli
+
+    model = _script(tmp_path, _LongFailure(), "long.pt")
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(1, 32, 32))
+    result = run_cli(clip, "--model", model, "--lossless")
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert "\n" not in line and len(line) > 300
+    command = "pip install --force-reinstall --index-url https://download.pytorch.org/whl/cu130 torchvision==0.29.1"
+    assert command in line
+    assert line.index("before you run densevid again on the same machine") < line.index("; expected forward(")
+
+
+def test_one_line_cuts_whole_words_only():
+    text = "download failed: see https://huggingface.co/LayerNorm/DensePose-TorchScript-with-hint-image/resolve/main"
+    assert _models._one_line(text, 40) == "download failed: see ..."
+    assert _models._one_line("x" * 50, 10) == "x" * 50 + " ..."
+    assert _models._one_line("short\nenough", 40) == "short enough"

@@ -45,6 +45,7 @@ def _fake_hub(monkeypatch, payload_for):
         return str(link)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
     return calls
 
 
@@ -105,6 +106,7 @@ def test_download_failure_is_one_line(hf_home, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", unreachable)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", lambda url, **kwargs: None)  # the hub answers
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     result = CliRunner().invoke(main, ["models", "download", "r50"])
     assert result.exit_code == 1
@@ -112,19 +114,110 @@ def test_download_failure_is_one_line(hf_home, monkeypatch):
                              f"OSError: Network is unreachable\n")
 
 
-def test_list_shows_cache_model_dir_and_missing(tmp_path, hf_home, monkeypatch):
-    _populate_cache(hf_home, MODEL_FILES["r101"], payload=b"w" * 2500)
+def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypatch, standin_models):
+    import torch
+
+    from densevid.pipeline._modelcache import PRECISION_RULE, format_size
+
+    _populate_cache(hf_home, MODEL_FILES["r101"], payload=standin_models["tuple"].read_bytes())
     model_dir = tmp_path / "models"
     model_dir.mkdir()
-    (model_dir / MODEL_FILES["r50"]).write_bytes(b"v" * 1200)
+    half = model_dir / MODEL_FILES["r50"]
+    torch.jit.load(str(standin_models["dict"])).half().save(str(half))  # as the --fp16 exports are made
     monkeypatch.setenv("DENSEVID_MODEL_DIR", str(model_dir))
     result = CliRunner().invoke(main, ["models", "list"])
     assert result.exit_code == 0
     lines = result.output.splitlines()
-    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "1.2", "KB", "DENSEVID_MODEL_DIR",
-                                str(model_dir / MODEL_FILES["r50"])]
-    assert lines[2].split()[:6] == ["r101", MODEL_FILES["r101"], "2.5", "KB", "hub", "cache"]
+    assert lines[:2] == [f"hub cache: {hf_home / 'hub'}", f"DENSEVID_MODEL_DIR: {model_dir} (searched first)"]
+    assert lines[2].split() == ["r50", MODEL_FILES["r50"], *format_size(half.stat().st_size).split(), "float16",
+                                "DENSEVID_MODEL_DIR", str(half)]
+    assert lines[3].split()[:7] == ["r101", MODEL_FILES["r101"],
+                                    *format_size(standin_models["tuple"].stat().st_size).split(), "float32", "hub",
+                                    "cache"]
+    assert lines[4] == f"precision: {PRECISION_RULE}"
+
+    # the directory it searches is shown when the file is not there too
+    half.unlink()
+    lines = CliRunner().invoke(main, ["models", "list"]).output.splitlines()
+    assert lines[1] == f"DENSEVID_MODEL_DIR: {model_dir} (searched first)"
+    assert lines[2].split()[2:] == ["not", "found", "(DENSEVID_MODEL_DIR,", "hub", "cache)"]
+
     monkeypatch.delenv("DENSEVID_MODEL_DIR")
     shutil.rmtree(hf_home)
     lines = CliRunner().invoke(main, ["models", "list"]).output.splitlines()
-    assert lines[1].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
+    assert lines[1] == "DENSEVID_MODEL_DIR: not set"
+    assert lines[2].split() == ["r50", MODEL_FILES["r50"], "not", "cached"]
+    assert not any(line.startswith("precision:") for line in lines)
+
+
+@pytest.mark.parametrize("command", ["encode", "models download"])
+def test_unreachable_hub_fails_at_once_on_one_whole_line(tmp_path, hf_home, monkeypatch, capfd, command):
+    """No network, no weights: one HEAD request, no retries, one line that names every way out."""
+    import time
+
+    import huggingface_hub
+
+    requests, downloads = [], []
+    head = huggingface_hub.get_hf_file_metadata
+    download = huggingface_hub.hf_hub_download
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata",
+                        lambda *args, **kwargs: requests.append(args) or head(*args, **kwargs))
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download",
+                        lambda *args, **kwargs: downloads.append(args) or download(*args, **kwargs))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed local port: connection refused
+    if command == "encode":
+        args = ["encode", str(make_clip(tmp_path / "a.mkv", synthetic_frames(1, 32, 32))), "--lossless"]
+    else:
+        args = ["models", "download", "r50"]
+    started = time.monotonic()
+    result = CliRunner().invoke(main, args)
+    elapsed = time.monotonic() - started
+    assert result.exit_code == 1
+    lines = result.output.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("densevid: error: ")
+    line = lines[0]
+    for part in (MODEL_FILES["r50"], "the hub at http://127.0.0.1:9 is unreachable", "DENSEVID_MODEL_DIR",
+                 f"hub cache {hf_home / 'hub'}", "densevid models download r50",
+                 f"(or: hf download {MODEL_REPO} {MODEL_FILES['r50']})"):
+        assert part in line
+    assert len(requests) == 1 and not downloads  # asked once, no retries
+    assert "Retry" not in capfd.readouterr().err
+    assert elapsed < 20  # a generous failure-mode bound (huggingface_hub alone would retry for ~25 s)
+
+
+def test_standin_command_lets_a_new_user_try_densevid(tmp_path, monkeypatch):
+    directory = tmp_path / "standins"
+    result = CliRunner().invoke(main, ["models", "standin", str(directory)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines == [f"wrote {directory / MODEL_FILES['r50']} (stand-in with random weights, not the real model)",
+                     f"wrote {directory / MODEL_FILES['r101']} (stand-in with random weights, not the real model)",
+                     f"try it: DENSEVID_MODEL_DIR={directory.resolve()} densevid encode VIDEO"]
+    monkeypatch.setenv("DENSEVID_MODEL_DIR", str(directory))
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
+    for model in ("r50", "r101"):
+        out = tmp_path / f"a_{model}.mkv"
+        encoded = run_cli(clip, "--model", model, "--resolution", "64", "--lossless", "-o", out)
+        assert encoded.exit_code == 0, encoded.output
+        assert out.is_file()
+    # a second time it refuses: the directory may hold the real weights
+    again = CliRunner().invoke(main, ["models", "standin", str(directory)])
+    assert again.exit_code == 1
+    assert again.output == (f"densevid: error: {directory / MODEL_FILES['r50']} exists (it may be the real weights); "
+                            f"choose another directory, or use --force to replace it with a stand-in\n")
+    assert CliRunner().invoke(main, ["models", "standin", str(directory), "--force"]).exit_code == 0
+
+
+@pytest.mark.slow
+def test_standin_command_real_cost(tmp_path):
+    from densevid.pipeline._models import load_model
+
+    result = CliRunner().invoke(main, ["models", "standin", str(tmp_path), "--real-cost"])
+    assert result.exit_code == 0, result.output
+    assert "real-cost stand-in with random weights" in result.output
+    for name, depth in (("r50", 50), ("r101", 101)):
+        model = load_model(tmp_path / MODEL_FILES[name], "cpu")
+        body = model.module.model.backbone.body
+        blocks = [len(list(getattr(body, f"layer{i}").children())) for i in range(1, 5)]
+        assert blocks == ([3, 4, 6, 3] if depth == 50 else [3, 4, 23, 3])
