@@ -15,9 +15,8 @@ import torch
 from clips import make_clip, make_image, synthetic_frames
 from helpers import assert_exact, decode_all, labels_from_hint, run_cli
 from node_reference import node_hint
-from densevid import ConfigError, DensePoseEstimator, EncodeConfig, InputError, OutputError, encode_video
+from densevid import ConfigError, DensePoseEstimator, EncodeConfig, InputError, OutputError, encode_video, render_frames
 from densevid.pipeline import _batch, _sinks
-from densevid.pipeline._engine import render_frames
 from densevid.pipeline._inputs import build_plan
 from densevid.pipeline._workers import CPU_MAX_WORKERS, CUDA_WORKERS, WorkerPlan, cpu_threads, plan_workers
 
