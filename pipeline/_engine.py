@@ -49,7 +49,7 @@ from ._fps import resample
 from ._framing import FramePlan, plan_framing
 from ._preprocess import resize_and_pad
 from ._sinks import OutputBatch, OutputTargets, check_targets, open_sinks
-from ._threads import StageThread, Stopped, acquire, get, put
+from ._threads import RunState, StageThread, Stopped, acquire, get, put
 from ._types import FrameBatch
 from ._workers import DONE, END, ModelWorkers, PreparedFrame, RenderedFrame, busy_union_seconds, cpu_threads, \
     plan_workers
@@ -134,7 +134,7 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
     warnings: list[str] = []
     stages = _Stages(estimator.with_config(job.config), job.config, job.plan, _render_mode(job.config, job.plan),
                      lambda: _video_frames(job, warnings), want_preview=job.targets.preview is not None)
-    encoder = _Encoder(stages.stop, progress)
+    encoder = _Encoder(stages.state, progress)
     with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint) as sinks:
         encoder.run(stages, sinks)
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,
@@ -303,14 +303,15 @@ class _Stages:
                  cancel_check: Callable[[], None] | None = None) -> None:
         self.estimator, self.config, self.plan, self.mode = estimator, config, plan, mode
         self.frames, self.want_preview, self.cancel_check = frames, want_preview, cancel_check
-        self.stop = threading.Event()
+        self.state = RunState()
+        self.stop = self.state.stop
         self.on_cuda = estimator.device.type == "cuda"
         worker_plan = plan_workers(estimator.device, config.workers)
         self.inbox: queue.Queue = queue.Queue(maxsize=worker_plan.workers)
         self.results: queue.Queue = queue.Queue()  # unbounded: the permits bound what is in flight
         self.permits = threading.Semaphore(2 * worker_plan.workers)
-        self.workers = ModelWorkers(estimator, plan.hint_hw, mode, worker_plan, self.inbox, self.results, self.stop)
-        self.source = StageThread("densevid-source", self._source_stage, self.stop)
+        self.workers = ModelWorkers(estimator, plan.hint_hw, mode, worker_plan, self.inbox, self.results, self.state)
+        self.source = StageThread("densevid-source", self._source_stage, self.state)
         self.ring = _HostRing() if self.on_cuda else None
         self.timings = {"decode": 0.0, "post": 0.0}
 
@@ -332,9 +333,7 @@ class _Stages:
             finally:
                 self.source.join()
                 self.workers.join()
-        errors = [e for e in [self.source.error] + self.workers.errors if e is not None]
-        if errors:
-            raise errors[0]
+        self.state.raise_failure()  # reached on a normal end, or when a stage failed (Stopped)
         self.timings["model"] = sum(self.workers.model_seconds)
         self.timings["render"] = sum(self.workers.render_seconds)
         if base is not None and self.workers.model_events:
@@ -454,8 +453,9 @@ class _Stages:
 class _Encoder:
     """Feeds the sinks in its own thread, so that x264 overlaps the model."""
 
-    def __init__(self, stop: threading.Event, progress: Callable[[int], None] | None) -> None:
-        self.stop = stop
+    def __init__(self, state: RunState, progress: Callable[[int], None] | None) -> None:
+        self.state = state
+        self.stop = state.stop
         self.progress = progress
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self.frames_written = 0
@@ -463,7 +463,7 @@ class _Encoder:
 
     def run(self, stages: _Stages, sinks) -> None:
         """Every batch of ``stages`` into ``sinks``; the first error of any stage is raised here."""
-        thread = StageThread("densevid-encode", lambda: self._encode(sinks), self.stop)
+        thread = StageThread("densevid-encode", lambda: self._encode(sinks), self.state)
         thread.start()
         try:
             with contextlib.closing(stages.batches()) as batches:
@@ -478,8 +478,7 @@ class _Encoder:
             raise
         finally:
             thread.join() if not self.stop.is_set() else thread.join(timeout=5)
-        if thread.error is not None:
-            raise thread.error
+        self.state.raise_failure()  # whichever stage failed first, whoever noticed the stop
 
     def _encode(self, sinks) -> None:
         while True:

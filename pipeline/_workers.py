@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ._threads import StageThread, get, put
+from ._threads import RunState, StageThread, get, put
 
 CPU_MAX_WORKERS = 4
 CUDA_WORKERS = 2
@@ -107,17 +106,20 @@ class ModelWorkers:
     """
 
     def __init__(self, estimator, hint_hw: tuple[int, int], mode: str, plan: WorkerPlan, inbox: queue.Queue,
-                 results: queue.Queue, stop: threading.Event) -> None:
+                 results: queue.Queue, state: RunState) -> None:
         self.estimator = estimator
         self.hint_hw = hint_hw
         self.mode = mode
         self.plan = plan
-        self.inbox, self.results, self.stop = inbox, results, stop
+        self.inbox, self.results, self.stop = inbox, results, state.stop
         self.on_cuda = estimator.device.type == "cuda"
+        # "cuda" means the caller's current device; a new thread's current device is device 0
+        self.device_index = (estimator.device.index if estimator.device.index is not None
+                             else torch.cuda.current_device()) if self.on_cuda else None
         self.model_seconds = [0.0] * plan.workers
         self.render_seconds = [0.0] * plan.workers
         self.model_events: list = []  # CUDA: (start, end) events around every model call
-        self.threads = [StageThread(f"densevid-model-{i}", lambda i=i: self._work(i), stop)
+        self.threads = [StageThread(f"densevid-model-{i}", lambda i=i: self._work(i), state)
                         for i in range(plan.workers)]
 
     def start(self) -> None:
@@ -128,17 +130,13 @@ class ModelWorkers:
         for thread in self.threads:
             thread.join()
 
-    @property
-    def errors(self) -> list[BaseException]:
-        return [t.error for t in self.threads if t.error is not None]
-
     def _work(self, index: int) -> None:
         if self.plan.threads is not None:
             torch.set_num_threads(self.plan.threads)  # this thread's OpenMP team (see the module docstring)
         stream = None
         if self.on_cuda:
-            torch.cuda.set_device(self.estimator.device)  # the current device is per thread
-            stream = torch.cuda.Stream(self.estimator.device)
+            torch.cuda.set_device(self.device_index)  # the current device is per thread
+            stream = torch.cuda.Stream(self.device_index)
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
             while True:
                 item = get(self.inbox, self.stop)

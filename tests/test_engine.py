@@ -103,15 +103,19 @@ def test_sinks_get_batches_in_output_order(tmp_path):
 
 
 class Staggered:
-    """Wraps DensePoseModel.detect: every fourth call (in the order they start, from the first frame)
-    sleeps before it returns, so with several workers later frames finish first; records overlap and
-    finish order."""
+    """Wraps DensePoseModel.detect, recording how many calls overlap and the order they finish in.
 
-    def __init__(self, monkeypatch, fail_at: int | None = None, on_call=None) -> None:
+    ``hold``: the first call made by a model worker returns only once a later call has finished, so
+    that with several workers frames surely finish out of order. ``fail_at``: that call raises.
+    """
+
+    def __init__(self, monkeypatch, hold: bool = False, fail_at: int | None = None, on_call=None) -> None:
         from densevid.pipeline._models import DensePoseModel
 
         self.lock = threading.Lock()
         self.started, self.active, self.most_active, self.finished = 0, 0, 0, []
+        self.held: int | None = None
+        self.later_done = threading.Event()
         real = DensePoseModel.detect
 
         def detect(model, image):
@@ -120,19 +124,23 @@ class Staggered:
                 self.started += 1
                 self.active += 1
                 self.most_active = max(self.most_active, self.active)
+                if hold and self.held is None and threading.current_thread().name.startswith("densevid-model"):
+                    self.held = index
             try:
                 if on_call is not None:
                     on_call(index)
                 if index == fail_at:
                     raise RuntimeError("the model broke on this frame")
                 out = real(model, image)
-                if index % 4 == 1:
-                    time.sleep(0.2)
+                if index == self.held:
+                    assert self.later_done.wait(timeout=60), "no later frame finished while the first was held"
                 return out
             finally:
                 with self.lock:
                     self.active -= 1
                     self.finished.append(index)
+                    if self.held is not None and index > self.held:
+                        self.later_done.set()
 
         monkeypatch.setattr(DensePoseModel, "detect", detect)
 
@@ -181,7 +189,7 @@ def test_outputs_are_identical_for_every_worker_count(tmp_path, standin_models, 
         directory = tmp_path / f"w{workers}"
         directory.mkdir()
         args = [a.replace("{tmp}", str(directory)) for a in OUTPUT_PATHS[name]]
-        staggered = Staggered(monkeypatch)
+        staggered = Staggered(monkeypatch, hold=workers > 1)
         result = run_cli(vfr_clip, "-o", directory / "out.mkv", "--lossless", "--model", standin_models["tuple"],
                          "--device", "cpu", "--resolution", "64", "--batch-size", "3", "--workers", workers, *args)
         assert result.exit_code == 0, result.output
@@ -196,10 +204,15 @@ def test_outputs_are_identical_for_every_worker_count(tmp_path, standin_models, 
             assert np.array_equal(np.asarray(results[workers][key]), np.asarray(value)), (workers, key)
 
 
-def test_a_failing_worker_stops_the_others_and_leaves_nothing(tmp_path, standin_models, vfr_clip, monkeypatch):
+@pytest.mark.parametrize("slow_sink", [False, True])
+def test_a_failing_worker_stops_the_others_and_leaves_nothing(tmp_path, standin_models, vfr_clip, monkeypatch,
+                                                              slow_sink):
+    if slow_sink:  # the encoder's queue is full: the caller's thread waits to hand it a batch when the model fails
+        real_write = _sinks._HintVideo.write
+        monkeypatch.setattr(_sinks._HintVideo, "write", lambda self, batch: time.sleep(0.5) or real_write(self, batch))
     staggered = Staggered(monkeypatch, fail_at=6)  # the probe is call 0
     estimator = DensePoseEstimator(str(standin_models["tuple"]), resolution=64, device="cpu")
-    config = EncodeConfig(resolution=64, lossless=True, workers=3, batch_size=2, iuv_path=tmp_path / "a.npz")
+    config = EncodeConfig(resolution=64, lossless=True, workers=3, batch_size=1, iuv_path=tmp_path / "a.npz")
     with pytest.raises(RuntimeError, match="the model broke"):
         encode_video(vfr_clip, tmp_path / "o.mkv", estimator, config=config)
     assert list(tmp_path.iterdir()) == []
@@ -248,7 +261,7 @@ def test_worker_plan_splits_the_cpu_threads_and_restores_the_callers():
 def test_render_frames_gives_the_nodes_hints_in_order(standin_models, tuple_model, monkeypatch):
     frames = synthetic_frames(9, 50, 36, seed=8)
     estimator = DensePoseEstimator(str(standin_models["tuple"]), resolution=64, device="cpu")
-    staggered = Staggered(monkeypatch)
+    staggered = Staggered(monkeypatch, hold=True)
     done = []
     hints = list(render_frames(estimator, iter(frames), EncodeConfig(resolution=64, workers=3, batch_size=4),
                                progress=done.append))
