@@ -184,8 +184,8 @@ SETTINGS: tuple[Setting, ...] = (
             help="Frames per batch moved between pipeline stages."),
     Setting("workers", None, _int_in(1, MAX_WORKERS), metavar="N", preset=False,
             help="Frames in the model at once, each in its own thread (its own CUDA stream on a GPU; on the CPU "
-                 "the cores are split between them). The output is the same for every N. Default: 2 on CUDA; on "
-                 "the CPU one per core up to 4, then more threads per worker."),
+                 "the cores are split between them). The output is the same for every N. Default: 4 on CUDA; on "
+                 "the CPU one per core (torch's thread count) up to 4, then more threads per worker."),
     Setting("half", False, _bool, output=True, help="Run the model in fp16 (CUDA only; ignored on the CPU)."),
     Setting("lossless", False, _bool, output=True,
             help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels."),

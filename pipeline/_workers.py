@@ -15,14 +15,16 @@ order (a reorder buffer bounded by the number of frames in flight).
   thread-locally): the caller's count is unchanged. It also becomes the default of threads created
   later, so the engine restores the caller's setting when a run ends (``cpu_threads``).
 
-Default number of workers (``plan_workers``), from the device and that thread budget:
+Default number of workers (``plan_workers``), from the device and that thread budget (the
+measurements behind the rule are in the README, "Speed: model workers"):
 
-* CPU: ``min(budget, CPU_MAX_WORKERS)`` workers of ``budget // workers`` intra-op threads each. On a
-  2-core machine, with a model of the real exports' cost, two frames at once in two 1-thread workers
-  beat one frame with 2 threads (``scripts/bench.py`` measures both); intra-op threads scale worse
-  than whole frames, so every core gets its own frame up to ``CPU_MAX_WORKERS`` frames, after which
-  the workers get more threads instead (each frame in flight holds the model's activations).
-* CUDA: ``CUDA_WORKERS`` (``scripts/gpu_check.sh`` measures N = 1..4).
+* CPU: ``min(budget, CPU_MAX_WORKERS)`` workers of ``budget // workers`` intra-op threads each. With
+  a model of the real exports' cost, whole frames side by side scale better than intra-op threads
+  (two frames at once in two 1-thread workers beat one frame with 2 threads), so every core gets
+  its own frame up to ``CPU_MAX_WORKERS``; past that the workers get more threads instead, since
+  every frame in flight holds the model's activations.
+* CUDA: ``CUDA_WORKERS``: throughput rises with N up to 4 and beyond for a scripted R-CNN (its
+  host-side syncs overlap); 4 keeps most of the gain for little memory and few host threads.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import torch
 from ._threads import RunState, StageThread, get, put
 
 CPU_MAX_WORKERS = 4
-CUDA_WORKERS = 2
+CUDA_WORKERS = 4
 END = object()  # on the inbox: no more frames (one per worker)
 DONE = object()  # on the results queue: a worker has finished
 
