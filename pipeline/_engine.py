@@ -133,7 +133,8 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
     started = time.perf_counter()
     warnings: list[str] = []
     stages = _Stages(estimator.with_config(job.config), job.config, job.plan, _render_mode(job.config, job.plan),
-                     lambda: _video_frames(job, warnings), want_preview=job.targets.preview is not None)
+                     lambda: _video_frames(job, warnings), want_preview=job.targets.preview is not None,
+                     frame_count=job.info.frame_count if job.config.fps is None else None)
     encoder = _Encoder(stages.state, progress)
     with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint) as sinks:
         encoder.run(stages, sinks)
@@ -176,7 +177,7 @@ def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: E
             yield frame, (seq,)
 
     stages = _Stages(estimator.with_config(config), config, plan, _render_mode(config, plan), source,
-                     want_preview=False, cancel_check=cancel_check)
+                     want_preview=False, cancel_check=cancel_check, frame_count=_length(frames_rgb))
     with contextlib.closing(stages.batches()) as batches:
         for batch in batches:
             hints = batch.output().hints
@@ -185,7 +186,14 @@ def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: E
             for hint in hints:
                 if cancel_check:
                     cancel_check()
-                yield hint.copy()  # the host buffer is reused
+                yield hint.copy()  # a row of a batch (on CUDA, of a host buffer that is reused)
+
+
+def _length(frames_rgb) -> int | None:
+    try:
+        return len(frames_rgb)
+    except TypeError:  # an iterator
+        return None
 
 
 def _as_frame(frame, seq: int) -> np.ndarray:
@@ -294,19 +302,20 @@ class _HostRing:
 class _Stages:
     """Source thread -> model workers -> (the caller's thread) order, batches, post-stages, host copy.
 
-    ``frames()`` yields (uint8 RGB frame, output pts showing it) and runs in the source thread.
+    ``frames()`` yields (uint8 RGB frame, output pts showing it) and runs in the source thread;
+    ``frame_count``: how many it will yield, when known (no more workers than frames).
     ``batches()`` runs everything and yields ``HintBatch`` es in order in the caller's thread.
     """
 
     def __init__(self, estimator: DensePoseEstimator, config: EncodeConfig, plan: FramePlan, mode: str,
                  frames: Callable[[], Iterable[tuple[np.ndarray, tuple[int, ...]]]], want_preview: bool,
-                 cancel_check: Callable[[], None] | None = None) -> None:
+                 cancel_check: Callable[[], None] | None = None, frame_count: int | None = None) -> None:
         self.estimator, self.config, self.plan, self.mode = estimator, config, plan, mode
         self.frames, self.want_preview, self.cancel_check = frames, want_preview, cancel_check
         self.state = RunState()
         self.stop = self.state.stop
         self.on_cuda = estimator.device.type == "cuda"
-        worker_plan = plan_workers(estimator.device, config.workers)
+        worker_plan = plan_workers(estimator.device, config.workers, frames=frame_count)
         self.inbox: queue.Queue = queue.Queue(maxsize=worker_plan.workers)
         self.results: queue.Queue = queue.Queue()  # unbounded: the permits bound what is in flight
         self.permits = threading.Semaphore(2 * worker_plan.workers)

@@ -51,17 +51,20 @@ class WorkerPlan:
     threads: int | None  # torch intra-op threads per worker on the CPU; None: left as they are (CUDA)
 
 
-def plan_workers(device: torch.device, requested: int | None = None, budget: int | None = None) -> WorkerPlan:
+def plan_workers(device: torch.device, requested: int | None = None, budget: int | None = None,
+                 frames: int | None = None) -> WorkerPlan:
     """How many frames go into the model at once, and with how many intra-op threads each (see above).
 
     ``requested``: the --workers setting (None: the default rule); ``budget``: the CPU threads to
-    split (default ``torch.get_num_threads()``).
+    split (default ``torch.get_num_threads()``); ``frames``: how many frames the run has, when known:
+    by default no more workers than frames (an image gets one worker with every thread).
     """
-    if device.type == "cuda":
-        return WorkerPlan(requested or CUDA_WORKERS, None)
-    budget = max(1, budget or torch.get_num_threads())
-    workers = requested or min(budget, CPU_MAX_WORKERS)
-    return WorkerPlan(workers, max(1, budget // workers))
+    default = CUDA_WORKERS if device.type == "cuda" else None
+    if device.type != "cuda":
+        budget = max(1, budget or torch.get_num_threads())
+        default = min(budget, CPU_MAX_WORKERS)
+    workers = requested or (min(default, frames) if frames else default)
+    return WorkerPlan(workers, None if device.type == "cuda" else max(1, budget // workers))
 
 
 @contextlib.contextmanager

@@ -34,8 +34,9 @@ def test_the_calls_config_decides_every_setting_for_video_and_image(tmp_path, st
     estimator = DensePoseEstimator(str(standin_models["tuple"]), cmap="viridis", resolution=128, device="cpu")
     config = EncodeConfig(model=str(standin_models["tuple"]), cmap="parula", resolution=64, lossless=True,
                           device="cpu")
-    encode_video(clip, tmp_path / "v.mkv", estimator, config=config)
-    encode_video(image, tmp_path / "i.png", estimator, config=config)
+    video_workers = encode_video(clip, tmp_path / "v.mkv", estimator, config=config).workers
+    assert video_workers == plan_workers(torch.device("cpu"), None, frames=4).workers
+    assert encode_video(image, tmp_path / "i.png", estimator, config=config).workers == 1
     video, _ = decode_all(tmp_path / "v.mkv")
     still, _ = decode_all(tmp_path / "i.png")
     assert video.shape[1:] == still.shape[1:] == (115, 64, 3)  # both at the call's resolution (64), not 128
@@ -241,6 +242,10 @@ def test_worker_plan_splits_the_cpu_threads_and_restores_the_callers():
     assert plan_workers(cpu, 3, budget=2) == WorkerPlan(3, 1)
     assert plan_workers(cuda, None) == WorkerPlan(CUDA_WORKERS, None)
     assert plan_workers(cuda, 4) == WorkerPlan(4, None)
+    # no more workers than frames, unless asked: an image gets one worker with every thread
+    assert plan_workers(cpu, None, budget=2, frames=1) == WorkerPlan(1, 2)
+    assert plan_workers(cuda, None, frames=3) == WorkerPlan(3, None)
+    assert plan_workers(cpu, 2, budget=2, frames=1) == WorkerPlan(2, 1)
     # torch.set_num_threads in a worker thread sizes that thread only; the run restores the default
     previous = torch.get_num_threads()
     seen = {}
