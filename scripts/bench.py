@@ -520,7 +520,7 @@ def io_bound(args, tmp: Path, clip: Path, device, out) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, default=None, help="input video (default: the dance clip or a generated one)")
-    parser.add_argument("--frames", type=int, default=24, help="model-bound: frames densevid encode runs (default 24)")
+    parser.add_argument("--frames", type=int, default=48, help="model-bound: frames densevid encode runs (default 48)")
     parser.add_argument("--model-frames", type=int, default=4,
                         help="model-bound: model calls per model-alone variant (default 4)")
     parser.add_argument("--naive-frames", type=int, default=3, help="model-bound: frames of the naive loop (default 3)")

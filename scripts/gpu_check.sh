@@ -101,7 +101,7 @@ PYTHON
 }
 
 cuda_tests() {
-    "$PY" -m pytest -q -m cuda -rA -s -p no:cacheprovider tests/test_kernels.py tests/test_engine.py
+    "$PY" -m pytest -q -m cuda -rA -s -p no:cacheprovider --continue-on-collection-errors tests/
 }
 
 make_inputs() {
