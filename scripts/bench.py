@@ -525,8 +525,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="model-bound: model calls per model-alone variant (default 4)")
     parser.add_argument("--naive-frames", type=int, default=3, help="model-bound: frames of the naive loop (default 3)")
     parser.add_argument("--small-frames", type=int, default=180, help="I/O-bound: frames of the clip (default 180)")
-    parser.add_argument("--rss-frames", type=int, default=60,
-                        help="I/O-bound: frames of the short RSS clip (the long one loops it 10x; default 60)")
+    parser.add_argument("--rss-frames", type=int, default=120,
+                        help="I/O-bound: frames of the short RSS clip (the long one loops it 10x; default 120)")
     parser.add_argument("--repeats", type=int, default=2, help="I/O-bound: rounds of (a) and (b); the best is reported")
     parser.add_argument("--model", type=Path, default=None, help="model-bound: a TorchScript model to use instead of "
                                                                  "generating the real-cost stand-in")
