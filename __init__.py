@@ -4,6 +4,7 @@ Public API (everything else is private and may change)::
 
     DensePoseEstimator   load a model once, call it on RGB images
     encode_video         one video (or image) in, its hint video (or PNG) out
+    render_frames        frames already in memory in, their hints out, in order
     EncodeConfig         the frozen run configuration
     build_plan, run_batch, BatchReport, InputResult, Job, Plan
                          many inputs: expand/shard them, run them with one model, the report
@@ -28,6 +29,7 @@ _EXPORTS = {
     "EncodeConfig": ".pipeline._config",
     "EncodeResult": ".pipeline._engine",
     "encode_video": ".pipeline._engine",
+    "render_frames": ".pipeline._engine",
     "BatchReport": ".pipeline._batch",
     "BatchStopped": ".pipeline._batch",
     "InputResult": ".pipeline._batch",

@@ -60,6 +60,12 @@ class DensePoseEstimator:
         prepare_backend(render_backend, self.device)
         return self
 
+    def with_config(self, config: EncodeConfig) -> "DensePoseEstimator":
+        """This loaded model under another run's settings (colormap, resolution ...), without reloading it."""
+        if config == self.config:
+            return self
+        return DensePoseEstimator.from_model(self.model, config, self.render_backend)
+
     def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """CPU: resize + pad as the node does. Returns (padded image, hint size (h, w))."""
         return resize_and_pad(image_rgb, self.config.detection_resolution)

@@ -235,7 +235,7 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
     Raises BatchAbort (the model cannot be loaded) and KeyboardInterrupt; nothing else.
     """
     from ._decode import probe_video
-    from ._engine import check_outputs, encode_video, frame_plan
+    from ._engine import encode_job, prepare_job
 
     config = job_config(job, config)
     early = skip_check(job, config)
@@ -259,12 +259,14 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise OutputError(f"cannot create the output directory {path.parent}: {err.strerror or err}") from None
-        out = check_outputs(job.input_path, out, info, config)
-        frame_plan(info, config)  # a crop box that does not fit this input fails it before the model load
+        # every output path checked and the framing planned (a crop box that does not fit fails here),
+        # once, before the model load
+        encode = prepare_job(job.input_path, out, config, info)
+        out = encode.targets.hint
         model = estimator()  # loaded here, after the cheap refusals, once per process
         total = info.frame_count if config.fps is None else None  # --fps changes the count
         progress = progress_factory(job, total) if progress_factory else None
-        result = encode_video(job.input_path, out, model, progress=progress, info=info, config=config)
+        result = encode_job(encode, model, progress)
     except DensevidError as error:
         return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
                            error=one_line(error))

@@ -168,6 +168,7 @@ MIN_RESOLUTION, MAX_RESOLUTION = 64, 4096
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_BATCH_SIZE = 256
 MAX_SMOOTH = 255
+MAX_WORKERS = 64
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "r50", _text, metavar="NAME|PATH", output=True,
@@ -181,6 +182,10 @@ SETTINGS: tuple[Setting, ...] = (
             help=f"Where the model runs: {DEVICE_SPELLING} (auto: CUDA when available)."),
     Setting("batch_size", 8, _int_in(1, MAX_BATCH_SIZE), metavar="N",
             help="Frames per batch moved between pipeline stages."),
+    Setting("workers", None, _int_in(1, MAX_WORKERS), metavar="N", preset=False,
+            help="Frames in the model at once, each in its own thread (its own CUDA stream on a GPU; on the CPU "
+                 "the cores are split between them). The output is the same for every N. Default: 4 on CUDA; on "
+                 "the CPU one per core (torch's thread count) up to 4, then more threads per worker."),
     Setting("half", False, _bool, output=True, help="Run the model in fp16 (CUDA only; ignored on the CPU)."),
     Setting("lossless", False, _bool, output=True,
             help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels."),
@@ -236,6 +241,7 @@ class EncodeConfig:
     resolution: int | None = None
     device: str = "auto"
     batch_size: int = 8
+    workers: int | None = None
     half: bool = False
     lossless: bool = False
     overwrite: bool = False

@@ -1,24 +1,29 @@
-"""End-to-end benchmark: I/O floor vs `densevid encode` vs a naive ComfyUI-node-style loop.
+"""End-to-end benchmark: the model alone vs `densevid encode` vs a naive node loop, and the I/O floor.
 
-One run prints one markdown table, measured on the same input and the same stand-in model
-(``scripts/make_standin_models.save_standin``, tuple style, generated into a temp dir):
+One run prints two markdown tables, each measured on the same input and model:
 
-(a) I/O floor: decode (PyAV) + resize/pad (``pipeline._preprocess.resize_and_pad``) + H.264
-    encode of the resized frames with the same ``VideoWriter`` settings; no model, no render.
-    Decode runs in a thread feeding the encoder through a bounded queue, like the engine does.
-(b) ``encode_video`` (lossy mp4), with its per-stage busy seconds.
-(c) naive: a plain serial loop doing what the ComfyUI node does per frame (cv2 decode, cv2
-    resize+pad, model call, per-instance F.interpolate of coarse/fine/u/v to the box size,
-    labels, applyColorMap + paste into a BGR canvas, cvtColor, viridis fix, crop, cv2.VideoWriter
-    mp4v).
+1. **Model-bound** (the real-cost stand-in, ``densevid.pipeline._standin_realcost``: a DensePose
+   R-CNN of the real exports' architecture and cost, generated into a temp dir unless --model):
+   (m) the model alone on the frames already resized and padded: one call at a time with all of
+       torch's threads, then N calls at once in N threads (torch's threads split between them; on
+       CUDA a stream each) for every N tried; the best is the **limit**;
+   (e) `densevid encode` as a whole process, default settings (workers included), start-up
+       included, timed from the process start to its exit (a child running the CLI's own ``main``,
+       which also reports the stage busy times and its peak RSS);
+   (w) on CUDA, or with --workers-list: ``encode_video`` in this process for each N, with the
+       GPU-busy fraction (seconds in which a model call runs on the device, from CUDA events / wall);
+   (n) a naive serial loop doing what the ComfyUI node does per frame.
+2. **I/O-bound** (the cheap stand-in, ``scripts/make_standin_models.save_standin``), as whole
+   processes: (a) the I/O floor: decode (PyAV) + resize/pad (``resize_and_pad``) + H.264 encode of
+   the resized frames with the ``VideoWriter`` settings, no model; (b) `densevid encode`, start-up
+   included. Then the peak RSS of (b) on the clip and on the clip looped 10x (bounded memory).
 
-Then peak RSS of (b) run in a child process on a clip and on the same clip looped 10x (each
-child reports its own ``getrusage(RUSAGE_SELF).ru_maxrss``).
-
-    python scripts/bench.py [--input PATH] [--frames N] [--naive-frames N] [--rss-frames N] [--device cpu]
+    python scripts/bench.py [--input PATH] [--frames N] [--model-frames N] [--naive-frames N]
+                            [--small-frames N] [--rss-frames N] [--device cpu|cuda] [--half] [--workers-list 1,2,3,4]
+                            [--skip-model-bound] [--skip-io-bound] [--out FILE]
 
 Input: ``../shared/data/dance_576x1024.mp4`` (relative to the repo root) when present, else a
-generated 576x1024 portrait clip of 90 frames.
+generated 576x1024 portrait clip. The tables also go to --out when given.
 """
 
 from __future__ import annotations
@@ -37,34 +42,80 @@ import warnings
 from fractions import Fraction
 from pathlib import Path
 
-import av
-import cv2
-import numpy as np
-import torch
-import torch.nn.functional as F
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from densevid.pipeline._api import DensePoseEstimator  # noqa: E402
-from densevid.pipeline._decode import iter_frame_batches, probe_video  # noqa: E402
-from densevid.pipeline._encode import VideoWriter  # noqa: E402
-from densevid.pipeline._engine import encode_video  # noqa: E402
-from densevid.pipeline._preprocess import padded_size, resize_and_pad, resized_size  # noqa: E402
-
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "dance_576x1024.mp4"
 RESOLUTION = 512
-TARGET_VS_NAIVE = 5.0
+TARGET_VS_LIMIT = 0.85
 TARGET_VS_FLOOR = 0.75
 TARGET_RSS_RATIO = 1.10
 LOOPS = 10
 
 
+# -- children: each one whole process, timed by the parent from spawn to exit ----------------------
+
+def encode_child(argv: list[str]) -> None:
+    """`densevid encode ARGV` through the CLI's own main; prints the EncodeResult's stage times and
+    this process's peak RSS as one JSON line (stderr is left to the CLI)."""
+    import densevid.pipeline._engine as engine
+
+    results = []
+    real = engine.encode_job
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        results.append(result)
+        return result
+
+    engine.encode_job = spy  # _batch.run_job imports it when called
+    from densevid.pipeline.cli import main
+
+    try:
+        main(["encode", *argv], standalone_mode=False)
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    result = results[0] if results else None
+    print(json.dumps({"code": code, "frames": result.frames if result else 0,
+                      "seconds": result.seconds if result else None,
+                      "stages": result.stage_seconds if result else {}, "workers": result.workers if result else None,
+                      "maxrss_kb": peak_rss_kb()}))
+
+
+def peak_rss_kb() -> int:
+    """This process's peak RSS since it started (VmHWM: getrusage's ru_maxrss keeps the parent's across exec)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux: the best there is
+
+
+def floor_child(clip: str, out: str) -> None:
+    """The I/O floor as a whole process: decode + resize/pad + x264 with densevid's own decoder and
+    writer (so torch is imported, as the decoder's batches are tensors), no model, no render."""
+    frames, seconds = run_io_floor(Path(clip), Path(out))
+    print(json.dumps({"frames": frames, "seconds": seconds}))
+
+
+def run_child(*args: str) -> tuple[dict, float]:
+    """(the child's JSON line, wall seconds from spawn to exit)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args], capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0 or not proc.stdout.strip():
+        raise RuntimeError(f"child {args[:2]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1]), wall
+
+
 # -- clips --------------------------------------------------------------------------------------
 
-def decode_frames(path: Path, limit: int | None) -> tuple[list[np.ndarray], Fraction]:
+def decode_frames(path: Path, limit: int | None):
     """The first ``limit`` frames (RGB) of ``path`` and the stream's average rate."""
-    frames: list[np.ndarray] = []
+    import av
+
+    frames = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
@@ -76,8 +127,10 @@ def decode_frames(path: Path, limit: int | None) -> tuple[list[np.ndarray], Frac
     return frames, rate
 
 
-def write_clip(path: Path, frames: list[np.ndarray], rate: Fraction, repeat: int = 1, preset: str = "fast") -> Path:
+def write_clip(path: Path, frames, rate: Fraction, repeat: int = 1, preset: str = "fast") -> Path:
     """H.264 (crf 18) mp4 of ``frames`` played ``repeat`` times back to back (constant rate)."""
+    import av
+
     rate = Fraction(rate).limit_denominator(100000)
     tb = 1 / rate
     h, w = frames[0].shape[:2]
@@ -101,9 +154,34 @@ def write_clip(path: Path, frames: list[np.ndarray], rate: Fraction, repeat: int
     return path
 
 
-# -- (a) I/O floor ------------------------------------------------------------------------------
+def source_clip(args, tmp: Path) -> tuple[Path, str]:
+    if args.input is not None:
+        return args.input, ""
+    if DEFAULT_INPUT.exists():
+        return DEFAULT_INPUT, ""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from clips import make_clip, synthetic_frames
+
+    clip = make_clip(tmp / "generated_576x1024.mp4", synthetic_frames(180, 1024, 576), fps=25, codec="libx264",
+                     options={"crf": "18", "preset": "fast"})
+    return clip, " (generated: synthetic_frames, 180 frames, x264)"
+
+
+def capped_clip(clip: Path, frames: int | None, path: Path) -> tuple[Path, int]:
+    """The first ``frames`` frames of ``clip`` re-encoded, so every variant reads the same frames."""
+    decoded, rate = decode_frames(clip, frames)
+    return write_clip(path, decoded, rate), len(decoded)
+
+
+# -- the I/O floor ------------------------------------------------------------------------------
 
 def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float]:
+    import numpy as np
+
+    from densevid.pipeline._decode import iter_frame_batches, probe_video
+    from densevid.pipeline._encode import VideoWriter
+    from densevid.pipeline._preprocess import resize_and_pad, resized_size
+
     info = probe_video(clip)
     hint_h, hint_w = resized_size(info.height, info.width, RESOLUTION)
     q: queue.Queue = queue.Queue(maxsize=2)
@@ -135,15 +213,84 @@ def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float
     return frames, time.perf_counter() - t0
 
 
-# -- (c) naive node-style loop ------------------------------------------------------------------
+# -- the model alone ----------------------------------------------------------------------------
 
-def run_naive(clip: Path, out: Path, model_path: Path, device: torch.device, limit: int | None) -> tuple[int, float]:
+def padded_frames(clip: Path, count: int):
+    from densevid.pipeline._preprocess import resize_and_pad
+
+    frames, _ = decode_frames(clip, count)
+    return [resize_and_pad(f, RESOLUTION)[0] for f in frames]
+
+
+def model_alone(model, images, workers: int, threads: int | None, frames: int) -> float:
+    """Seconds for ``frames`` model calls, ``workers`` at a time (each thread with ``threads`` intra-op
+    threads on the CPU, its own stream on CUDA), on ``images`` in turn."""
+    import torch
+
+    on_cuda = model.device.type == "cuda"
+    uploaded = [torch.from_numpy(image).to(model.device) for image in images]
+    taken = iter(range(frames))
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            if threads is not None:
+                torch.set_num_threads(threads)
+            stream = torch.cuda.Stream(model.device) if on_cuda else None
+            with torch.cuda.stream(stream) if stream is not None else _null():
+                while True:
+                    with lock:
+                        i = next(taken, None)
+                    if i is None:
+                        return
+                    model.detect(uploaded[i % len(uploaded)])
+                    if stream is not None:
+                        stream.synchronize()
+        except BaseException as error:  # noqa: BLE001 - re-raised below
+            errors.append(error)
+
+    previous = torch.get_num_threads()
+    pool = [threading.Thread(target=work) for _ in range(workers)]
+    t0 = time.perf_counter()
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    seconds = time.perf_counter() - t0
+    torch.set_num_threads(previous)
+    if errors:
+        raise errors[0]
+    return seconds
+
+
+def _null():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+# -- the naive node-style loop ------------------------------------------------------------------
+
+def run_naive(clip: Path, out: Path, model_path: Path, device, limit: int | None) -> tuple[int, float]:
+    """A plain serial loop doing what the ComfyUI node does per frame (cv2 decode, cv2 resize+pad, model
+    call, per-instance F.interpolate of coarse/fine/u/v to the box size, labels, applyColorMap + paste
+    into a BGR canvas, cvtColor, viridis fix, crop, cv2.VideoWriter mp4v)."""
+    import cv2
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+    import torchvision  # noqa: F401  (the models call torchvision::nms)
+
+    from densevid.pipeline._decode import probe_video
+    from densevid.pipeline._preprocess import padded_size, resized_size
+
     with warnings.catch_warnings():  # torch.jit.load's deprecation notice; the node loads TorchScript this way
         warnings.simplefilter("ignore", FutureWarning)
         model = torch.jit.load(str(model_path), map_location=device).eval()
     info = probe_video(clip)
     warm_hw = padded_size(*resized_size(info.height, info.width, RESOLUTION))
-    with torch.no_grad():  # warm-up outside the timer, as for (b): TorchScript's profiling runs
+    with torch.no_grad():  # warm-up outside the timer: TorchScript's profiling runs
         for _ in range(2):
             model(torch.zeros((3, *warm_hw), dtype=torch.uint8, device=device))
     t0 = time.perf_counter()
@@ -157,7 +304,6 @@ def run_naive(clip: Path, out: Path, model_path: Path, device: torch.device, lim
             if not ok:
                 break
             image = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
-            # resize_image_with_pad
             h_raw, w_raw = image.shape[:2]
             k = float(RESOLUTION) / float(min(h_raw, w_raw))
             h_t, w_t = int(np.round(h_raw * k)), int(np.round(w_raw * k))
@@ -175,13 +321,11 @@ def run_naive(clip: Path, out: Path, model_path: Path, device: torch.device, lim
                     box[3] -= box[1]
                     x, y, bw, bh = [int(t) for t in box.tolist()]
                     bw, bh = max(bw, 1), max(bh, 1)
-                    # the chart result resamples all four outputs to the box
                     c = F.interpolate(coarse[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
                     f = F.interpolate(fine[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
-                    _u = F.interpolate(u[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
-                    _v = F.interpolate(v[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
+                    F.interpolate(u[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
+                    F.interpolate(v[i:i + 1], (bh, bw), mode="bilinear", align_corners=False)
                     labels = (f.argmax(dim=1) * (c.argmax(dim=1) > 0).long()).squeeze(0).cpu().numpy().astype(np.uint8)
-                    # MatrixVisualizer(inplace, val_scale=255/24, alpha=1)
                     target = canvas[y:y + bh, x:x + bw]
                     th, tw = target.shape[:2]
                     if th == 0 or tw == 0:
@@ -208,152 +352,230 @@ def run_naive(clip: Path, out: Path, model_path: Path, device: torch.device, lim
     return frames, time.perf_counter() - t0
 
 
-# -- (b) encode + RSS child ---------------------------------------------------------------------
+# -- the two parts ------------------------------------------------------------------------------
 
-def rss_child(clip: str, model: str, out: str, device: str) -> None:
-    estimator = DensePoseEstimator(model, cmap="viridis", resolution=RESOLUTION, device=device)
-    loaded_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # imports + model, before any frame
-    result = encode_video(clip, out, estimator)
-    print(json.dumps({"frames": result.frames, "seconds": result.seconds, "loaded_kb": loaded_kb,
-                      "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+def stage_text(stages: dict, wall: float, frames: int) -> str:
+    return ", ".join(f"{k} {v:.2f} s ({v / wall:.0%} of wall, {v / max(frames, 1) * 1e3:.1f} ms/frame)"
+                     for k, v in stages.items())
 
 
-def run_rss(clip: Path, model: Path, out: Path, device: str) -> dict:
-    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--_rss-child", str(clip), str(model), str(out),
-                           "--device", device], capture_output=True, text=True, check=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
+    import torch
 
+    from densevid.pipeline._models import load_model
+    from densevid.pipeline._workers import plan_workers
 
-def cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    if args.model is not None:
+        model_path = args.model
+    else:
+        from densevid.pipeline._standin_realcost import save_realcost
 
+        out(f"generating the real-cost stand-in (R{args.depth}, tuple style) ...")
+        model_path = save_realcost(tmp / f"realcost_r{args.depth}.torchscript", "tuple", args.depth)
+    clip_e, n_frames = capped_clip(clip, args.frames, tmp / "model_bound.mp4")
+    budget = torch.get_num_threads()
+    on_cuda = device.type == "cuda"
+    out(f"model {model_path.name}, {n_frames} frames of {clip.name}, device {device}{' fp16' if args.half else ''}, "
+        f"torch {torch.__version__}, {budget} intra-op threads, {os.cpu_count()} cpus")
 
-# -- main ---------------------------------------------------------------------------------------
+    model = load_model(model_path, device, half=args.half)
+    images = padded_frames(clip_e, min(n_frames, 8))
+    model_alone(model, images, 1, None, 2)  # warm-up outside the timer: TorchScript's profiling runs
+    rows = []  # (label, frames, seconds)
+    per = max(1, args.model_frames)
+    sec = model_alone(model, images, 1, None, per)
+    rows.append((f"(m) model alone, one call at a time ({budget} threads)" if not on_cuda else
+                 "(m) model alone, one call at a time", per, sec))
+    tried = args.workers_list or ([1, 2, 3, 4] if on_cuda else sorted({n for n in (1, 2, 3, 4) if n <= budget}))
+    for n in tried:
+        if n == 1 and not on_cuda:
+            continue  # the row above
+        threads = None if on_cuda else max(1, budget // n)
+        frames = n * max(1, round(per / n))
+        if on_cuda:
+            model_alone(model, images, n, threads, n)  # each new stream's first call
+        sec = model_alone(model, images, n, threads, frames)
+        where = "streams" if on_cuda else f"threads of {threads} intra-op thread{'s' * (threads > 1)}"
+        rows.append((f"(m) model alone, {n} at once ({n} {where})", frames, sec))
+    limit = max(f / s for _, f, s in rows)
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--input", type=Path, default=None, help="input video (default: the dance clip or a generated one)")
-    parser.add_argument("--frames", type=int, default=None, help="cap frames for (a) and (b) (default: all)")
-    parser.add_argument("--naive-frames", type=int, default=120, help="cap for the naive loop (default 120; 0 = all)")
-    parser.add_argument("--rss-frames", type=int, default=120,
-                        help="frames of the short RSS clip (long = 10x; default 120; 0 = all)")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of (a) and (b), interleaved; the best is reported")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--_rss-child", nargs=3, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    default = plan_workers(device, None)
+    child_args = [str(clip_e), "-o", str(tmp / "encode_e.mp4"), "--model", str(model_path), "--device", str(device),
+                  "--overwrite", "-q"] + (["--half"] if args.half else [])
+    out("running (e) densevid encode, whole process ...")
+    e_info, e_wall = run_child("--_encode-child", json.dumps(child_args))
+    encode_rows = [(f"(e) densevid encode, whole process, defaults ({e_info['workers']} workers"
+                    f"{'' if on_cuda else f' x {default.threads} threads'}; start-up included)",
+                    e_info["frames"], e_wall)]
+    sweep = []
+    if on_cuda or args.workers_list:
+        from densevid import DensePoseEstimator, EncodeConfig
+        from densevid.pipeline._engine import encode_video
 
-    if args._rss_child:
-        rss_child(*args._rss_child, device=args.device)
-        return 0
-
-    device = torch.device(args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
-    from make_standin_models import save_standin
-
-    with tempfile.TemporaryDirectory(prefix="densevid-bench-") as tmp_str:
-        tmp = Path(tmp_str)
-        model_path = save_standin(tmp / "standin_tuple.torchscript", style="tuple", seed=0)
-
-        source_note = ""
-        if args.input is not None:
-            clip = args.input
-        elif DEFAULT_INPUT.exists():
-            clip = DEFAULT_INPUT
-        else:
-            sys.path.insert(0, str(ROOT / "tests"))
-            from clips import make_clip, synthetic_frames
-            clip = make_clip(tmp / "generated_576x1024.mp4", synthetic_frames(90, 1024, 576), fps=25, codec="libx264",
-                             options={"crf": "18", "preset": "fast"})
-            source_note = " (generated: synthetic_frames, 90 frames, x264)"
-        info = probe_video(clip)
-
-        if args.frames:  # a truncated copy, so (a) and (b) read the same frames
-            frames, rate = decode_frames(clip, args.frames)
-            clip_ab = write_clip(tmp / "capped.mp4", frames, rate)
-            del frames
-        else:
-            clip_ab = clip
-
-        print(f"input {clip}{source_note}: {info.width}x{info.height}, {info.frame_count} frames, {info.codec}; "
-              f"device {device}, resolution {RESOLUTION}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-              f"{os.cpu_count()} cpus", flush=True)
-
-        estimator = DensePoseEstimator(str(model_path), cmap="viridis", resolution=RESOLUTION, device=str(device))
-        for _ in range(2):  # warm-up outside the timer (TorchScript profiling runs)
-            estimator.hint(np.zeros((info.height, info.width, 3), np.uint8))
-
-        # (a) and (b) interleaved, best of --repeats: the machine may be shared, the best is the less noisy
-        a_runs, b_runs = [], []
-        for r in range(args.repeats):
-            print(f"running (a) I/O floor, round {r + 1} ...", flush=True)
-            cpu0 = cpu_seconds()
-            frames_a, sec_a = run_io_floor(clip_ab, tmp / f"floor{r}.mp4")
-            a_runs.append((sec_a, frames_a, cpu_seconds() - cpu0))
-            print(f"running (b) encode_video, round {r + 1} ...", flush=True)
-            cpu0 = cpu_seconds()
-            res = encode_video(clip_ab, tmp / f"encode{r}.mp4", estimator)
-            b_runs.append((res.seconds, res.frames, cpu_seconds() - cpu0, res))
-        a_sec, a_frames, a_cpu = min(a_runs, key=lambda t: t[0])
-        b_sec, b_frames, b_cpu, result = min(b_runs, key=lambda t: t[0])
-        naive_limit = args.naive_frames or None
-        print(f"running (c) naive loop ({naive_limit or 'all'} frames) ...", flush=True)
-        cpu0 = cpu_seconds()
-        c_frames, c_sec = run_naive(clip_ab, tmp / "naive.mp4", model_path, device, naive_limit)
-        c_cpu = cpu_seconds() - cpu0
-
-        rss_limit = args.rss_frames or None
-        print(f"running RSS children ({rss_limit or 'all'} frames and {LOOPS}x) ...", flush=True)
-        frames, rate = decode_frames(clip, rss_limit)
-        n_short = len(frames)
-        short_clip = write_clip(tmp / "rss_short.mp4", frames, rate, repeat=1, preset="veryfast")
-        long_clip = write_clip(tmp / "rss_long.mp4", frames, rate, repeat=LOOPS, preset="veryfast")
-        del frames
-        rss_short = run_rss(short_clip, model_path, tmp / "rss_short_out.mp4", str(device))
-        rss_long = run_rss(long_clip, model_path, tmp / "rss_long_out.mp4", str(device))
-
-    fps = {"a": a_frames / a_sec, "b": b_frames / b_sec, "c": c_frames / c_sec}
-    vs_naive = fps["b"] / fps["c"]
-    vs_floor = fps["b"] / fps["a"]
-    rss_ratio = rss_long["maxrss_kb"] / rss_short["maxrss_kb"]
+        for n in tried:
+            config = EncodeConfig(model=str(model_path), resolution=RESOLUTION, device=str(device), half=args.half,
+                                  workers=n, overwrite=True)
+            estimator = DensePoseEstimator.from_model(model, config)  # the model of (m): loaded and warm
+            out(f"running (w) encode_video in-process, {n} workers ...")
+            result = encode_video(clip_e, tmp / f"sweep{n}.mp4", estimator, config=config)
+            sweep.append((n, result))
+    naive_frames = args.naive_frames
+    out(f"running (n) naive node loop ({naive_frames} frames) ...")
+    n_frames_done, n_sec = run_naive(clip_e, tmp / "naive.mp4", model_path, device, naive_frames)
+    naive = n_frames_done / n_sec
 
     def ok(flag: bool) -> str:
         return "PASS" if flag else "FAIL"
 
-    print()
-    print("| variant | frames | seconds | frames/s | ratio vs naive | ratio vs I/O floor | CPU s (user+sys) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    print(f"| (a) I/O floor: decode + resize/pad + x264 encode (best of {args.repeats}) | {a_frames} | {a_sec:.2f} | "
-          f"{fps['a']:.1f} | {fps['a'] / fps['c']:.2f}x | 1.00x | {a_cpu:.1f} |")
-    print(f"| (b) densevid encode (encode_video, mp4; best of {args.repeats}) | {b_frames} | {b_sec:.2f} | {fps['b']:.1f} | "
-          f"**{vs_naive:.2f}x** (target >= {TARGET_VS_NAIVE:.0f}x: {ok(vs_naive >= TARGET_VS_NAIVE)}) | "
-          f"**{vs_floor:.2f}x** (target >= {TARGET_VS_FLOOR}x: {ok(vs_floor >= TARGET_VS_FLOOR)}) | {b_cpu:.1f} |")
-    print(f"| (c) naive node loop (serial, cv2 mp4v){' — first %d frames' % c_frames if naive_limit else ''} | "
-          f"{c_frames} | {c_sec:.2f} | {fps['c']:.1f} | 1.00x | {fps['c'] / fps['a']:.2f}x | {c_cpu:.1f} |")
-    spread = ", ".join(f"(a) {f / t:.1f} / (b) {g / u:.1f}" for (t, f, _), (u, g, _, _) in zip(a_runs, b_runs))
-    print(f"\nall rounds, frames/s: {spread}")
-    print()
-    stages = result.stage_seconds
-    stage_text = ", ".join(f"{k} {v:.2f} s ({v / b_sec:.0%} of wall, {v / max(b_frames, 1) * 1e3:.1f} ms/frame)"
-                           for k, v in stages.items())
-    print(f"(b) stage busy seconds (stages overlap; wall {b_sec:.2f} s): {stage_text}")
-    if "model_gpu" in stages:
-        print(f"(b) GPU busy fraction (model_gpu / wall): {stages['model_gpu'] / b_sec:.1%}")
-    print()
-    print(f"peak RSS of (b) in a child process: {n_short} frames {rss_short['maxrss_kb'] / 1024:.0f} MiB "
-          f"({rss_short['seconds']:.1f} s), {rss_long['frames']} frames ({LOOPS}x loop) "
-          f"{rss_long['maxrss_kb'] / 1024:.0f} MiB ({rss_long['seconds']:.1f} s); long/short = **{rss_ratio:.3f}** "
-          f"(target <= {TARGET_RSS_RATIO:.2f}: {ok(rss_ratio <= TARGET_RSS_RATIO)}); growth over the loaded process "
-          f"(imports + model, before the first frame): {(rss_short['maxrss_kb'] - rss_short['loaded_kb']) / 1024:.0f} MiB "
-          f"short, {(rss_long['maxrss_kb'] - rss_long['loaded_kb']) / 1024:.0f} MiB long")
-    print(f"load average at the end (1/5/15 min): {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
-          f"(other processes on this {os.cpu_count()}-cpu machine skew every number)")
-    notes = []
-    if naive_limit and c_frames < b_frames:
-        notes.append(f"naive loop capped at {c_frames} frames (--naive-frames) to keep the run short; ratios are per-frame rates")
-    if rss_limit:
-        notes.append(f"RSS clips: first {n_short} frames re-encoded (x264 veryfast), long = {LOOPS}x loop (--rss-frames)")
-    for note in notes:
-        print(f"note: {note}")
+    out("")
+    out("| variant | frames | seconds | frames/s | s/frame | vs model-alone limit | vs naive |")
+    out("|---|---:|---:|---:|---:|---:|---:|")
+    for label, frames, sec in rows:
+        rate = frames / sec
+        mark = " **(limit)**" if rate == limit else ""
+        out(f"| {label}{mark} | {frames} | {sec:.2f} | {rate:.3f} | {sec / frames:.2f} | {rate / limit:.2f}x | "
+            f"{rate / naive:.2f}x |")
+    for label, frames, sec in encode_rows:
+        rate = frames / sec
+        out(f"| {label} | {frames} | {sec:.2f} | {rate:.3f} | {sec / frames:.2f} | **{rate / limit:.2f}x** "
+            f"(target >= {TARGET_VS_LIMIT}: {ok(rate / limit >= TARGET_VS_LIMIT)}) | {rate / naive:.2f}x |")
+    for n, result in sweep:
+        rate = result.frames / result.seconds
+        busy = result.stage_seconds.get("model_gpu")
+        note = f"; GPU busy {busy / result.seconds:.1%}" if busy is not None else ""
+        out(f"| (w) encode_video in-process, {n} workers (model loaded{note}) | {result.frames} | "
+            f"{result.seconds:.2f} | {rate:.3f} | {result.seconds / result.frames:.3f} | {rate / limit:.2f}x | "
+            f"{rate / naive:.2f}x |")
+    out(f"| (n) naive node loop (serial, cv2 mp4v) | {n_frames_done} | {n_sec:.2f} | {naive:.3f} | "
+        f"{n_sec / n_frames_done:.2f} | {naive / limit:.2f}x | 1.00x |")
+    out("")
+    e_stages = e_info["stages"]
+    out(f"(e) stage busy seconds (model and render summed over the workers; stages overlap; the encode's own wall "
+        f"{e_info['seconds']:.2f} s, the process's {e_wall:.2f} s, so start-up and load "
+        f"{e_wall - e_info['seconds']:.2f} s): {stage_text(e_stages, e_info['seconds'], e_info['frames'])}")
+    out(f"(e) without start-up and model load (the encode's own wall): "
+        f"{e_info['frames'] / e_info['seconds'] / limit:.2f}x the limit; peak RSS of the whole process: "
+        f"{e_info['maxrss_kb'] / 1024:.0f} MiB")
+    for n, result in sweep:
+        stages = result.stage_seconds
+        line = f"(w) {n} workers: {stage_text(stages, result.seconds, result.frames)}"
+        if "model_gpu" in stages:
+            line += (f"; GPU busy fraction (model_gpu / wall) {stages['model_gpu'] / result.seconds:.1%}, model calls "
+                     f"overlapping x{stages.get('model_gpu_sum', 0) / max(stages['model_gpu'], 1e-9):.2f}")
+        out(line)
+
+
+def io_bound(args, tmp: Path, clip: Path, device, out) -> None:
+    from make_standin_models import save_standin
+
+    model_path = save_standin(tmp / "standin_tuple.torchscript", style="tuple", seed=0)
+    clip_s, n_frames = capped_clip(clip, args.small_frames, tmp / "io_bound.mp4")
+    out(f"I/O-bound: cheap stand-in, {n_frames} frames of {clip.name}")
+    a_runs, b_runs = [], []
+    for r in range(args.repeats):  # interleaved, best of --repeats: the machine may be shared
+        out(f"running (a) I/O floor and (b) densevid encode, whole processes, round {r + 1} ...")
+        a_info, a_wall = run_child("--_floor-child", str(clip_s), str(tmp / f"floor{r}.mp4"))
+        a_runs.append((a_wall, a_info))
+        b_info, b_wall = run_child("--_encode-child", json.dumps(
+            [str(clip_s), "-o", str(tmp / f"encode_b{r}.mp4"), "--model", str(model_path), "--device", str(device),
+             "--overwrite", "-q"]))
+        b_runs.append((b_wall, b_info))
+    a_wall, a_info = min(a_runs, key=lambda t: t[0])
+    b_wall, b_info = min(b_runs, key=lambda t: t[0])
+    a_rate, b_rate = a_info["frames"] / a_wall, b_info["frames"] / b_wall
+    ratio = b_rate / a_rate
+
+    out(f"running the RSS children ({args.rss_frames} frames and {LOOPS}x) ...")
+    frames, rate = decode_frames(clip_s, args.rss_frames)
+    rss_args = ["--model", str(model_path), "--device", str(device), "--overwrite", "-q"]
+    rss = {}
+    for name, repeat in (("short", 1), ("long", LOOPS)):
+        looped = write_clip(tmp / f"rss_{name}.mp4", frames, rate, repeat=repeat, preset="veryfast")
+        rss[name], _ = run_child("--_encode-child", json.dumps([str(looped), "-o", str(tmp / f"rss_{name}_out.mp4")]
+                                                               + rss_args))
+    del frames
+    rss_ratio = rss["long"]["maxrss_kb"] / rss["short"]["maxrss_kb"]
+
+    def ok(flag: bool) -> str:
+        return "PASS" if flag else "FAIL"
+
+    out("")
+    out("| variant (whole processes, start-up included) | frames | seconds | frames/s | vs I/O floor |")
+    out("|---|---:|---:|---:|---:|")
+    out(f"| (a) I/O floor: decode + resize/pad + x264 (best of {args.repeats}; in-process part "
+        f"{a_info['seconds']:.2f} s) | {a_info['frames']} | {a_wall:.2f} | {a_rate:.1f} | 1.00x |")
+    out(f"| (b) densevid encode, defaults ({b_info['workers']} workers; best of {args.repeats}; encode's own wall "
+        f"{b_info['seconds']:.2f} s) | {b_info['frames']} | {b_wall:.2f} | {b_rate:.1f} | **{ratio:.2f}x** (target >= "
+        f"{TARGET_VS_FLOOR}: {ok(ratio >= TARGET_VS_FLOOR)}) |")
+    spread = ", ".join(f"(a) {a[1]['frames'] / a[0]:.1f} / (b) {b[1]['frames'] / b[0]:.1f}"
+                       for a, b in zip(a_runs, b_runs))
+    out(f"\nall rounds, frames/s: {spread}")
+    out(f"(b) stage busy seconds: {stage_text(b_info['stages'], b_info['seconds'], b_info['frames'])}")
+    out(f"peak RSS of (b): {n_frames} frames {b_info['maxrss_kb'] / 1024:.0f} MiB; of the same on "
+        f"{rss['short']['frames']} frames {rss['short']['maxrss_kb'] / 1024:.0f} MiB and {rss['long']['frames']} frames "
+        f"({LOOPS}x loop) {rss['long']['maxrss_kb'] / 1024:.0f} MiB; long/short = **{rss_ratio:.3f}** "
+        f"(target <= {TARGET_RSS_RATIO:.2f}: {ok(rss_ratio <= TARGET_RSS_RATIO)})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--input", type=Path, default=None, help="input video (default: the dance clip or a generated one)")
+    parser.add_argument("--frames", type=int, default=48, help="model-bound: frames densevid encode runs (default 48)")
+    parser.add_argument("--model-frames", type=int, default=4,
+                        help="model-bound: model calls per model-alone variant (default 4)")
+    parser.add_argument("--naive-frames", type=int, default=3, help="model-bound: frames of the naive loop (default 3)")
+    parser.add_argument("--small-frames", type=int, default=180, help="I/O-bound: frames of the clip (default 180)")
+    parser.add_argument("--rss-frames", type=int, default=120,
+                        help="I/O-bound: frames of the short RSS clip (the long one loops it 10x; default 120)")
+    parser.add_argument("--repeats", type=int, default=2, help="I/O-bound: rounds of (a) and (b); the best is reported")
+    parser.add_argument("--model", type=Path, default=None, help="model-bound: a TorchScript model to use instead of "
+                                                                 "generating the real-cost stand-in")
+    parser.add_argument("--depth", type=int, choices=(50, 101), default=50, help="real-cost stand-in: ResNet depth")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--half", action="store_true", help="model-bound: fp16 (CUDA)")
+    parser.add_argument("--workers-list", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="model-bound: N to try, e.g. 1,2,3,4 (default: 1..min(4, threads) on the CPU, 1..4 on CUDA); "
+                             "also runs encode_video in-process for each")
+    parser.add_argument("--skip-model-bound", action="store_true")
+    parser.add_argument("--skip-io-bound", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="also write the output to this file")
+    parser.add_argument("--_encode-child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_floor-child", nargs=2, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args._encode_child is not None:
+        encode_child(json.loads(args._encode_child))
+        return 0
+    if args._floor_child:
+        floor_child(*args._floor_child)
+        return 0
+
+    import torch
+
+    from densevid.pipeline._config import resolve_device
+
+    device = resolve_device(args.device)
+    lines: list[str] = []
+
+    def out(text: str) -> None:
+        print(text, flush=True)
+        lines.append(text)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="densevid-bench-") as tmp_str:
+        tmp = Path(tmp_str)
+        clip, note = source_clip(args, tmp)
+        out(f"input {clip}{note}; device {device}, resolution {RESOLUTION}, torch {torch.__version__}")
+        if not args.skip_model_bound:
+            model_bound(args, tmp, clip, device, out)
+            out("")
+        if not args.skip_io_bound:
+            io_bound(args, tmp, clip, device, out)
+    out(f"\nbench: {time.perf_counter() - started:.0f} s; load average at the end (1/5/15 min): "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} (other processes on this {os.cpu_count()}-cpu machine "
+        f"skew every number)")
+    if args.out is not None:
+        args.out.write_text("\n".join(lines) + "\n")
     return 0
 
 

@@ -22,6 +22,7 @@ BAD = {
     "resolution": (63, "4097", "resolution = 63"),
     "device": ("gpu", "gpu", None),
     "batch_size": (0, "257", "batch_size = 0"),
+    "workers": (0, "65", None),
     "half": ("yes", None, 'half = "yes"'),
     "lossless": (1, None, "lossless = 1"),
     "overwrite": ("no", None, None),
@@ -70,7 +71,7 @@ def test_cli_options_are_the_table():
         assert (flag_of(setting.name) in result.output) == setting.flag
     assert set(PRESET_KEYS) == {"description"} | {s.name for s in SETTINGS if s.preset}
     # device, overwrite and the extra output paths belong to a run, not to a preset
-    assert not {"device", "overwrite", "frames_dir", "preview_path", "iuv_path"} & set(PRESET_KEYS)
+    assert not {"device", "workers", "overwrite", "frames_dir", "preview_path", "iuv_path"} & set(PRESET_KEYS)
 
 
 def test_defaults_and_parsing_are_the_tables():
