@@ -375,6 +375,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     if not isinstance(module, torch.jit.ScriptModule):  # pragma: no cover - torch.jit.load always gives one
         raise ModelError(f"{path} did not load as a TorchScript module")
     module.eval()
+    if device.type == "cuda":
+        # TorchScript's CUDA fuser (NNC) compiles elementwise groups of the graph after its first calls, and
+        # fails on some graphs ("Global alloc not supported yet", seen with a stand-in on an H100); these
+        # models spend their time in convolutions, so densevid runs them unfused. A process-wide switch.
+        torch._C._jit_set_texpr_fuser_enabled(False)
     stored = weights_dtype(module)
     precision = plan_precision(stored, device, half)
     if precision.convert_to is not None:

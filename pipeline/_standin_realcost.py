@@ -231,8 +231,11 @@ class RealCostCore(nn.Module):
         resized = boxes * scale
         resized = torch.stack([resized[:, 0].clamp(0.0, float(clip_w)), resized[:, 1].clamp(0.0, float(clip_h)),
                                resized[:, 2].clamp(0.0, float(clip_w)), resized[:, 3].clamp(0.0, float(clip_h))], 1)
-        pooled = self.densepose_pooler(features, [resized.to(dtype)], [(resized_h, resized_w)])
-        net_coarse, net_fine, net_u, net_v = self.densepose_predictor(self.densepose_head(pooled))
+        if resized.shape[0] > 0:
+            pooled = self.densepose_pooler(features, [resized.to(dtype)], [(resized_h, resized_w)])
+            net_coarse, net_fine, net_u, net_v = self.densepose_predictor(self.densepose_head(pooled))
+        else:  # nobody: nothing to pool (an empty RoIAlign has failed in TorchScript's optimised CUDA graphs)
+            net_coarse, net_fine, net_u, net_v = coarse, fine, u, v
         foreground = torch.zeros_like(coarse)
         foreground[:, 1] = self.evidence_gain * evidence
         coarse = coarse + foreground + self.net_gain * torch.tanh(net_coarse.float())

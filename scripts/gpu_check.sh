@@ -3,6 +3,7 @@
 #
 #   scripts/gpu_check.sh            # from the repository root or anywhere
 #   scripts/gpu_check.sh --dry-run  # no GPU needed: every step on the CPU with a reduced model, to check the script
+#   scripts/gpu_check.sh --quick    # the same steps with fewer frames and workers 1,2,4, in about 5 minutes
 #
 # Steps; a failing step is reported and the others still run:
 #   env        versions, the GPU, CUDA visible to torch
@@ -23,10 +24,12 @@
 set -euo pipefail
 
 DRY_RUN=0
+QUICK=0
 case "${1:-}" in
     --dry-run) DRY_RUN=1 ;;
+    --quick) QUICK=1 ;;
     "") ;;
-    *) echo "usage: $0 [--dry-run]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--dry-run | --quick]" >&2; exit 2 ;;
 esac
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +55,12 @@ if [ "$DRY_RUN" = 1 ]; then
     DEVICE=cpu; FRAMES=4; ENCODE_FRAMES=4; MODEL_FRAMES=2; NAIVE_FRAMES=1; WORKERS=1,2; MODEL_SIZE=reduced
 else
     DEVICE=cuda; FRAMES=160; ENCODE_FRAMES=120; MODEL_FRAMES=16; NAIVE_FRAMES=8; WORKERS=1,2,3,4; MODEL_SIZE=full
+fi
+# time limits per step (seconds): env, tests, inputs, encode, bench
+LIMITS=(30 100 60 90 200)
+if [ "$QUICK" = 1 ]; then
+    FRAMES=64; ENCODE_FRAMES=32; MODEL_FRAMES=8; NAIVE_FRAMES=4; WORKERS=1,2,4
+    LIMITS=(20 75 45 60 110)
 fi
 MODEL="$WORK/realcost_r50.torchscript"
 CLIP=""
@@ -147,7 +156,7 @@ run_bench() {
 
 write_report() {
     {
-        echo "# densevid GPU check$([ "$DRY_RUN" = 1 ] && echo ' (dry run: CPU, reduced model)')"
+        echo "# densevid GPU check$([ "$DRY_RUN" = 1 ] && echo ' (dry run: CPU, reduced model)')$([ "$QUICK" = 1 ] && echo ' (--quick)')"
         echo ""
         cat "$WORK/steps.md"
         echo ""
@@ -174,13 +183,13 @@ write_report() {
 
 export -f env_info cuda_tests make_inputs encode_both run_bench
 cd "$REPO"
-# the limits add up to 8 minutes; the report is rewritten after every step
-step env 30 env_info; write_report
-step tests 100 cuda_tests; write_report
-step inputs 60 make_inputs; write_report
+# the limits add up to 8 minutes (--quick: 5); the report is rewritten after every step
+step env "${LIMITS[0]}" env_info; write_report
+step tests "${LIMITS[1]}" cuda_tests; write_report
+step inputs "${LIMITS[2]}" make_inputs; write_report
 if [ -f "$MODEL" ]; then
-    step encode 90 encode_both; write_report
-    step bench 200 run_bench; write_report
+    step encode "${LIMITS[3]}" encode_both; write_report
+    step bench "${LIMITS[4]}" run_bench; write_report
 fi
 cat "$REPORT"
 exit $FAILED

@@ -183,7 +183,7 @@ def test_rpn_size_order_bug_is_reported_once_with_the_way_out(tmp_path, small_re
 
 def _part_agreement(a, b) -> float:
     """How many pixels of the people's fine part maps (argmax) two runs agree on."""
-    return float((a.fine_segm.float().argmax(1) == b.fine_segm.float().argmax(1)).float().mean())
+    return float((a.fine_segm.float().argmax(1).cpu() == b.fine_segm.float().argmax(1).cpu()).float().mean())
 
 
 @pytest.mark.cuda
