@@ -31,7 +31,9 @@ def _taps(dst, scale, size):
     return i0, i1, l0, l1
 
 
-@triton.jit
+# The canvas and grid sizes change from frame to frame: one compiled variant serves all of them (Triton
+# would otherwise compile again for sizes divisible by 16 and the others).
+@triton.jit(do_not_specialize=["N", "H", "W", "Sh", "Sw"])
 def render_kernel(boxes_ptr, scales_ptr, coarse_ptr, fine_ptr, lut_ptr, out_ptr,
                   N, H, W, Sh, Sw,
                   N_FINE: tl.constexpr, WRITE_RGB: tl.constexpr, BLOCK: tl.constexpr):

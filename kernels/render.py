@@ -72,10 +72,15 @@ def _resolve(backend: str, device: torch.device) -> str:
 
 def prepare_backend(backend: str, device: torch.device | str) -> None:
     """Make the render that ``backend`` resolves to on ``device`` ready now: the CPU path compiles
-    (or loads from numba's cache) its kernels, so that this happens before a video, not in the
-    middle of its first batch."""
-    if _resolve(backend, torch.device(device)) == "cpu":
+    (or loads from numba's cache) its kernels, Triton compiles its kernel, so that this happens once
+    before a video, not in the middle of its first batch (in every model worker at once)."""
+    resolved = _resolve(backend, torch.device(device))
+    if resolved == "cpu":
         render_cpu.compiled_kernels()
+    elif resolved == "triton":
+        from .render_triton import warm_up
+
+        warm_up(device)
 
 
 def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:

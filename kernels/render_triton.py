@@ -80,6 +80,19 @@ def render_hint_triton(boxes_xyxy: torch.Tensor, coarse_segm: torch.Tensor, fine
     return _launch(boxes_xyxy, coarse_segm, fine_segm, height, width, lut_rgb)
 
 
+def warm_up(device: torch.device | str) -> None:
+    """Compile the kernel's two variants (labels, hint) on ``device`` now, once, before a video's
+    model workers would each compile them at their first frame."""
+    from .colormaps import hint_lut
+    from .parts import N_COARSE_CHANNELS, N_FINE_CHANNELS
+
+    boxes = torch.tensor([[1.0, 1.0, 7.0, 7.0]], device=device)
+    coarse = torch.zeros((1, N_COARSE_CHANNELS, 2, 2), device=device)
+    fine = torch.zeros((1, N_FINE_CHANNELS, 2, 2), device=device)
+    render_labels_triton(boxes, coarse, fine, 8, 8)
+    render_hint_triton(boxes, coarse, fine, 8, 8, hint_lut("viridis", device))
+
+
 def triton_available() -> bool:
     try:
         import triton  # noqa: F401

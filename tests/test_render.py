@@ -203,7 +203,9 @@ _TRITON_SCRIPT = textwrap.dedent("""
     import torch
     from cases import make_case
     from densevid.kernels import hint_lut, render_labels_reference
+    from densevid.kernels.render import prepare_backend
     from densevid.kernels.render_triton import render_labels_triton, render_hint_triton
+    prepare_backend("triton", "cpu")  # the warm-up: both variants of the kernel, before the cases
     cases = [make_case(20, 3, 12, 40, 50), make_case(21, 2, 8, 33, 47, smooth=False),
              make_case(22, 0, 8, 5, 6), make_case(23, 3, 16, 7, 13, smooth=False), make_case(24, 2, 9, 1, 1)]
     b, c, f, h, w = make_case(25, 2, 8, 30, 40)
