@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -376,9 +377,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
         raise ModelError(f"{path} did not load as a TorchScript module")
     module.eval()
     if device.type == "cuda":
-        # TorchScript's CUDA fuser (NNC) compiles elementwise groups of the graph after its first calls, and
-        # fails on some graphs ("Global alloc not supported yet", seen with a stand-in on an H100); these
-        # models spend their time in convolutions, so densevid runs them unfused. A process-wide switch.
+        # TorchScript's CUDA fuser (NNC) compiles elementwise groups of a graph after its first runs and
+        # failed on some ("Global alloc not supported yet", a stand-in on an H100); unfused, the graph has
+        # no shape guards either, so no later re-profiling. The time is in convolutions. Process-wide.
         torch._C._jit_set_texpr_fuser_enabled(False)
     stored = weights_dtype(module)
     precision = plan_precision(stored, device, half)
@@ -510,6 +511,11 @@ class DensePoseModel:
         self.style = style
         self.device = torch.device(device)
         self.precision = precision or plan_precision(torch.float32, self.device, half)
+        # TorchScript profiles a graph's first runs, then builds its optimised plan; the profiling is
+        # not thread-safe (concurrent first calls from model workers segfaulted), so the first calls
+        # run one at a time and the rest concurrently
+        self._first_calls = torch._C._jit_get_num_profiled_runs() + 1
+        self._first_calls_lock = threading.Lock()
 
     @property
     def half(self) -> bool:
@@ -534,11 +540,20 @@ class DensePoseModel:
         return contextlib.nullcontext()
 
     def detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
-        """Run the model on one uint8 HWC RGB image (already on ``self.device``)."""
+        """Run the model on one uint8 HWC RGB image (already on ``self.device``); thread-safe."""
         if not isinstance(image_rgb_hwc, torch.Tensor) or image_rgb_hwc.dtype != torch.uint8:
             raise TypeError(f"expected a uint8 tensor, got {getattr(image_rgb_hwc, 'dtype', type(image_rgb_hwc))}")
         if image_rgb_hwc.ndim != 3 or image_rgb_hwc.shape[-1] != 3:
             raise ValueError(f"expected an [H, W, 3] image, got {list(image_rgb_hwc.shape)}")
+        if self._first_calls > 0:
+            with self._first_calls_lock:
+                if self._first_calls > 0:
+                    detections = self._detect(image_rgb_hwc)
+                    self._first_calls -= 1
+                    return detections
+        return self._detect(image_rgb_hwc)
+
+    def _detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
         with torch.inference_mode(), self._autocast():
             if self.style == "tuple":
                 output = self.module(image_rgb_hwc.permute(2, 0, 1))

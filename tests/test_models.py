@@ -527,3 +527,38 @@ def test_one_line_cuts_whole_words_only():
     assert _models._one_line(text, 40) == "download failed: see ..."
     assert _models._one_line("x" * 50, 10) == "x" * 50 + " ..."
     assert _models._one_line("short\nenough", 40) == "short enough"
+
+
+def test_first_model_calls_run_one_at_a_time_then_concurrently(standin_models):
+    # TorchScript profiles a graph's first runs, and that is not thread-safe (model workers share one
+    # module): calls overlap only once those runs are done
+    import threading
+    import time
+
+    model = load_model(standin_models["tuple"], "cpu")  # the probe was the first call
+    alone = torch._C._jit_get_num_profiled_runs()  # the first calls still to come, one at a time
+    scripted, spans = model.module, []
+
+    def spy(*args):  # stands in for the module: when each call was inside it
+        start = time.monotonic()
+        time.sleep(0.05)
+        try:
+            return scripted(*args)
+        finally:
+            spans.append((start, time.monotonic()))
+
+    model.module = spy
+    image = torch.zeros((64, 64, 3), dtype=torch.uint8)
+    threads = [threading.Thread(target=lambda: [model.detect(image) for _ in range(3)]) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    spans.sort()
+    assert len(spans) == 12 and alone >= 1
+
+    def overlapping(i: int) -> bool:
+        return any(j != i and spans[j][0] < spans[i][1] and spans[i][0] < spans[j][1] for j in range(12))
+
+    assert not any(overlapping(i) for i in range(alone))  # the first calls: alone
+    assert any(overlapping(i) for i in range(alone, 12))  # then concurrent
