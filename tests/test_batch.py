@@ -338,6 +338,7 @@ def _spawn(args):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(ROOT))
 
 
+@pytest.mark.slow
 def test_sigterm_mid_batch_leaves_no_partial_output_and_rerun_completes(tmp_path, standin_models):
     videos = tmp_path / "videos"
     videos.mkdir()

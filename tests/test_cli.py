@@ -152,6 +152,7 @@ def test_help_explains_itself():
         assert flag in result.output
 
 
+@pytest.mark.slow
 def test_real_process_prints_no_traceback(tmp_path):
     # the installed console entry point, as a user runs it
     result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(tmp_path / "nope.mp4")],
@@ -161,6 +162,7 @@ def test_real_process_prints_no_traceback(tmp_path):
     assert result.stderr.strip().count("\n") == 0 and "nope.mp4" in result.stderr
 
 
+@pytest.mark.slow
 def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tmp_path, standin_models):
     # an environment where numba cannot be imported (a stub package that raises, first on the path)
     stub = tmp_path / "stub" / "numba"
@@ -215,6 +217,7 @@ def _noisy_model(path, standin):
     return path
 
 
+@pytest.mark.slow
 def test_warnings_from_inside_the_model_are_not_shown_as_densevid_warnings(tmp_path, standin_models, capsys):
     model = _noisy_model(tmp_path / "noisy.torchscript", standin_models["tuple"])
     clip = make_clip(tmp_path / "clip.mkv", synthetic_frames(2, 40, 40))
@@ -257,6 +260,7 @@ def _clip_with_audio(path, frames):
     return path
 
 
+@pytest.mark.slow
 def test_log_output_has_plain_lines_the_encode_time_and_the_audio_note(tmp_path, standin_models):
     videos = tmp_path / "videos"
     videos.mkdir()

@@ -78,6 +78,7 @@ def _load_as_comfyui_does(checkout) -> str:
     """)
 
 
+@pytest.mark.slow
 def test_loads_as_a_comfyui_custom_node_beside_other_packages_named_pipeline_and_kernels(tmp_path, model_dir_with_r50):
     # ComfyUI imports custom_nodes/densevid/ as a package named after its path (here with a dot in
     # it, which ComfyUI rewrites); packages called `kernels` or `pipeline` elsewhere must survive
@@ -100,6 +101,7 @@ def test_loads_as_a_comfyui_custom_node_beside_other_packages_named_pipeline_and
     assert display == "[Inference.Core] DensePose Estimator"
 
 
+@pytest.mark.slow
 def test_compiled_render_cache_is_shared_by_the_node_and_the_cli(tmp_path):
     # numba caches by source file: what the ComfyUI node (package named after its path) compiled
     # must load in a CLI process (package `densevid`) and the other way round, not be compiled

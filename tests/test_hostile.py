@@ -385,6 +385,7 @@ def long_clip(tmp_path_factory):
     return make_clip(directory / "long.mkv", synthetic_frames(300, 128, 128, black_every=0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_signal_mid_video_leaves_nothing(tmp_path, standin_models, long_clip, sig):
     out_dir = tmp_path / "out"
@@ -415,6 +416,7 @@ def _limit_file_size(limit):
     return preexec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lossless", [True, False])
 def test_disk_full_is_one_line_error(tmp_path, standin_models, long_clip, lossless):
     out_dir = tmp_path / "out"
@@ -465,6 +467,7 @@ def _mutate(rng, data):
     return bytes(data[:start] + data[start:start + n] + data[start:])
 
 
+@pytest.mark.slow
 def test_fuzz_random_and_mutated_files(tmp_path, standin_models, seeds):
     rng = random.Random(12345)
     started = time.monotonic()

@@ -422,6 +422,7 @@ def test_torchvision_ops_unavailable(monkeypatch, standin_models, tmp_path):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_models_load_without_importing_torchvision(standin_models):
     """torchvision's operators are registered from its C++ extension: no torchvision package, no torch._dynamo."""
     import subprocess

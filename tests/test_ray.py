@@ -37,6 +37,7 @@ def _comparable(report: dict, out_dir: Path) -> dict:
     return report
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_path, standin_models):
     from densevid.pipeline._ray import MAX_ATTEMPTS
 
@@ -104,6 +105,7 @@ def test_ray_gives_the_local_outputs_and_report_and_retries_dead_workers(tmp_pat
     assert [e["status"] for e in json.loads(ray_report.read_text())["inputs"]] == ["skipped", "skipped", "skipped"]
 
 
+@pytest.mark.slow
 def test_ray_sigterm_stops_cleanly(tmp_path, standin_models):
     """A pre-empted driver: exit 130, the report, no temporary file (Ray's own SIGTERM handler is not kept)."""
     import signal

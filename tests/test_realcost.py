@@ -49,6 +49,7 @@ def test_loads_detects_and_renders(small_realcost, tuple_model, style):
         assert (float(painted) > 0.05) == (people > 0)
 
 
+@pytest.mark.slow
 def test_styles_agree_and_the_network_moves_the_logits(small_realcost, tuple_model):
     a, b = small_realcost["tuple"].detect(THREE), small_realcost["dict"].detect(THREE)
     for field in ("boxes_xyxy", "coarse_segm", "fine_segm", "u", "v"):
@@ -107,6 +108,7 @@ def _load_noting(path):
     return model, [str(w.message) for w in caught if issubclass(w.category, ModelWarning)]
 
 
+@pytest.mark.slow
 def test_fp16_export_runs_in_float32_on_the_cpu_as_its_conversion(small_fp16, small_realcost):
     model, notices = _load_noting(small_fp16)
     assert (model.precision.weights, model.precision.runs) == (torch.float16, torch.float32)
@@ -139,6 +141,7 @@ def test_r101_runs_on_the_cpu(tmp_path, dtype):
     assert len(detections) == 3 and detections.fine_segm.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_fp16_export_encodes_like_its_float32_conversion(tmp_path, small_fp16):
     from clips import make_clip, synthetic_frames
     from helpers import assert_exact, decode_all, run_cli
@@ -158,6 +161,7 @@ def test_fp16_export_encodes_like_its_float32_conversion(tmp_path, small_fp16):
 
 # --- the dict-style releases' RPN image size (w, h) -------------------------------------------------
 
+@pytest.mark.slow
 def test_rpn_size_order_bug_is_reported_once_with_the_way_out(tmp_path, small_realcost):
     path = make_standin_models.save_realcost(tmp_path / "releases.pt", "dict", rpn_size="wh", **SMALL)
     with pytest.warns(ModelWarning, match=r"^releases\.pt: its RPN \(model\.proposal_generator\) takes the image "

@@ -222,6 +222,7 @@ _TRITON_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_triton_interpreter_parity(tmp_path):
     pytest.importorskip("triton")
     script = tmp_path / "triton_parity.py"

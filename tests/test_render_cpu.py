@@ -306,6 +306,7 @@ def test_kernels_that_cannot_compile_leave_the_reference_with_a_warning(monkeypa
         assert render_cpu.compiled_kernels.__wrapped__() is None
 
 
+@pytest.mark.slow
 def test_without_usable_numba_the_reference_renders():
     # NUMBA_DISABLE_JIT would run the kernels as (very slow) Python: the reference renders instead
     code = textwrap.dedent("""

@@ -59,6 +59,7 @@ def test_undecided_coarse_case_takes_the_decided_fine_branch():
     assert len({int(i) for i in fine.argmax(1).flatten()}) == boxes.shape[0]
 
 
+@pytest.mark.slow
 def test_decided_fine_cells_read_no_uninitialised_memory(tmp_path, bounds_checked_cache):
     # a regression test: the kernel once read its candidate channel from an uninitialised array in
     # these cells; with the wild heap pattern that is an IndexError every time
@@ -81,6 +82,7 @@ def test_decided_fine_cells_read_no_uninitialised_memory(tmp_path, bounds_checke
     assert "OK" in out
 
 
+@pytest.mark.slow
 def test_small_random_sweep_under_bounds_checks_equals_reference(tmp_path, bounds_checked_cache):
     # odd sizes, tiny and non-square grids, boxes over the borders, smooth / noisy / tied logits,
     # near-ties; the slow sweep below covers thousands of instance configurations
