@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ._config import EncodeConfig
-from ._errors import DensevidError, ModelError, OutputError
+from ._errors import DensevidError, ModelError, OutputError, one_line
 from ._inputs import Job
 
 STATUSES = ("done", "skipped", "failed", "pending")
@@ -40,11 +40,6 @@ REPORT_VERSION = 1
 
 # progress_factory(job, frame_count or None) -> per-frame callback (or None)
 ProgressFactory = Callable[[Job, "int | None"], "Callable[[int], None] | None"]
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[:limit - 3] + "..."
 
 
 @dataclass
@@ -274,7 +269,7 @@ def run_job(job: Job, config: EncodeConfig, estimator: Callable[[], object],
         raise
     except Exception as error:  # a bug, but it belongs to this input: the batch goes on
         return InputResult(str(job.input_path), str(out), "failed", seconds=time.perf_counter() - started,
-                           error=one_line(f"unexpected {type(error).__name__}: {error}"))
+                           error=one_line(f"unexpected {type(error).__name__}: {error}", 300))
     notes = [f"{job.input_path.name} has audio; the hint video has none (densevid writes video only)"] \
         if info.has_audio else []
     return InputResult(str(job.input_path), str(result.output_path), "done", frames=result.frames,

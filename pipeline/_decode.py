@@ -31,7 +31,7 @@ import av.error
 import numpy as np
 import torch
 
-from ._errors import InputError
+from ._errors import InputError, os_reason
 from ._types import FrameBatch
 
 # Demuxers that read a single still picture.
@@ -59,11 +59,6 @@ class VideoInfo:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _one_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def _check_path(path: Path) -> None:
     if not path.exists():
         raise InputError(f"input not found: {path}")
@@ -72,7 +67,7 @@ def _check_path(path: Path) -> None:
     try:
         size = path.stat().st_size
     except OSError as err:
-        raise InputError(f"cannot read input {path}: {_one_line(err)}") from None
+        raise InputError(f"cannot read input {path}: {os_reason(err)}") from None
     if size == 0:
         raise InputError(f"input is an empty file (0 bytes): {path}")
     if not os.access(path, os.R_OK):
@@ -86,7 +81,7 @@ def _open(path: Path) -> av.container.InputContainer:
     except av.error.InvalidDataError:
         raise InputError(f"not a readable video or image file (unknown format, or damaged): {path}") from None
     except (av.error.FFmpegError, OSError) as err:
-        raise InputError(f"cannot open input {path}: {_one_line(err)}") from None
+        raise InputError(f"cannot open input {path}: {os_reason(err)}") from None
 
 
 def _select_stream(container, path: Path, stream_index: int | None):
@@ -181,7 +176,7 @@ def probe_video(path: str | os.PathLike, stream_index: int | None = None) -> Vid
                 first = frame
                 break
         except av.error.FFmpegError as err:
-            raise InputError(f"cannot decode the video stream of {path}: {_one_line(err)}") from None
+            raise InputError(f"cannot decode the video stream of {path}: {os_reason(err)}") from None
         if first is None:
             raise InputError(f"the video stream of {path} has no decodable frames")
         rotation = _rotation_of(first)
@@ -258,7 +253,7 @@ def iter_frame_batches(
                 try:
                     out = stream.decode(packet)
                 except av.error.FFmpegError as err:
-                    raise corrupt(_one_line(err)) from None
+                    raise corrupt(os_reason(err)) from None
                 yield from out
 
         frames = decoded_frames()
@@ -268,7 +263,7 @@ def iter_frame_batches(
             except StopIteration:
                 break
             except av.error.FFmpegError as err:  # demuxer errors
-                raise corrupt(_one_line(err)) from None
+                raise corrupt(os_reason(err)) from None
             if time_base is None:
                 time_base = Fraction(frame.time_base) if frame.time_base else Fraction(1, 1)
             pts = frame.pts if frame.pts is not None else frame.dts

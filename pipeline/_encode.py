@@ -50,7 +50,7 @@ import numpy as np
 import torch
 from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
 
-from ._errors import OutputError
+from ._errors import OutputError, os_reason
 
 # Lossy default. crf 18 is visually lossless for x264 and keeps the hint's flat colour regions and
 # edges clean; preset "fast" is ~2x faster than "medium" for a few % more bits, which is the
@@ -85,14 +85,6 @@ def default_output_path(input_path: str | os.PathLike, lossless: bool = False, i
     return p.with_name(f"{p.stem}_densepose{ext}")
 
 
-def _one_line(err: BaseException) -> str:
-    strerror = getattr(err, "strerror", None)  # OSError and PyAV's FFmpegError both carry it
-    if isinstance(strerror, str) and strerror.strip():
-        return strerror.strip()  # "File too large", not "[Errno 27] ... '<hidden temporary file>'"
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
-
-
 def check_output_dir(directory: Path) -> None:
     """The one check of the directory an output goes into: it exists, is a directory, is writable."""
     if not directory.exists():
@@ -118,7 +110,7 @@ def _prepare_target(path: Path, overwrite: bool) -> Path:
         except FileExistsError:
             continue
         except OSError as err:
-            raise OutputError(f"cannot write to {parent}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write to {parent}: {os_reason(err)}") from None
         os.close(fd)
         return tmp
     raise OutputError(f"cannot create a temporary file in {parent}")  # pragma: no cover
@@ -144,7 +136,7 @@ def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
         raise
     except OSError as err:
         _remove(tmp)
-        raise OutputError(f"cannot write {path}: {_one_line(err)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(err)}") from None
 
 
 def _remove(p: Path) -> None:
@@ -260,7 +252,7 @@ class VideoWriter(AtomicOutput):
                 context.color_primaries, context.color_trc = H264_PRIMARIES, H264_TRANSFER
             self._stream = stream
         except (av.error.FFmpegError, OSError) as err:
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -298,7 +290,7 @@ class VideoWriter(AtomicOutput):
                 self.frames_written += 1
         except (av.error.FFmpegError, OSError) as err:
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
 
     def close(self) -> Path:
         """Flush, close and move the file to its final path. Returns the final path."""
@@ -310,7 +302,7 @@ class VideoWriter(AtomicOutput):
             self._container.close()
         except (av.error.FFmpegError, OSError) as err:
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
         self._closed = True
         _commit(self._tmp, self.path, self.overwrite)
         return self.path
@@ -410,7 +402,7 @@ def write_png(path: str | os.PathLike, image_rgb, overwrite: bool = False, finge
             f.write(data)
     except (av.error.FFmpegError, OSError) as err:
         _remove(tmp)
-        raise OutputError(f"cannot write {path}: {_one_line(err)}") from None
+        raise OutputError(f"cannot write {path}: {os_reason(err)}") from None
     except BaseException:
         _remove(tmp)
         raise

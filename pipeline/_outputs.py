@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._encode import (FINGERPRINT_TAG, AtomicOutput, _commit, _one_line, _prepare_target, _remove, check_output_dir,
+from ._encode import (FINGERPRINT_TAG, AtomicOutput, _commit, _prepare_target, _remove, check_output_dir,
                       png_bytes, read_png_text)
-from ._errors import OutputError
+from ._errors import OutputError, os_reason
 
 PNG_DIGITS = 6
 
@@ -71,7 +71,7 @@ class FramesDirWriter(AtomicOutput):
         try:
             self._tmp.mkdir()
         except OSError as err:
-            raise OutputError(f"cannot write to {self.path.parent}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write to {self.path.parent}: {os_reason(err)}") from None
         self._closed = False
 
     def write(self, frames_rgb: np.ndarray) -> None:
@@ -81,7 +81,7 @@ class FramesDirWriter(AtomicOutput):
                 self.count += 1
         except OSError as err:
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
 
     def close(self) -> Path:
         if self._closed:
@@ -102,7 +102,7 @@ class FramesDirWriter(AtomicOutput):
             shutil.rmtree(self._tmp, ignore_errors=True)
             if old is not None and not self.path.exists():
                 os.rename(old, self.path)
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         return self.path
@@ -151,7 +151,7 @@ class IuvWriter(AtomicOutput):
         except OSError as err:
             _remove(self._tmp)
             shutil.rmtree(self._parts, ignore_errors=True)
-            raise OutputError(f"cannot write to {self.path.parent}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write to {self.path.parent}: {os_reason(err)}") from None
         self._closed = False
 
     def write(self, labels: np.ndarray, u: np.ndarray, v: np.ndarray, pts_seconds) -> None:
@@ -164,7 +164,7 @@ class IuvWriter(AtomicOutput):
                 np.ascontiguousarray(arr).tofile(self._files[name])
         except OSError as err:
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
         self._pts.extend(float(p) for p in pts_seconds)
         self.count += len(pts_seconds)
 
@@ -189,7 +189,7 @@ class IuvWriter(AtomicOutput):
             del arrays
         except (OSError, zipfile.LargeZipFile) as err:
             self.abort()
-            raise OutputError(f"cannot write {self.path}: {_one_line(err)}") from None
+            raise OutputError(f"cannot write {self.path}: {os_reason(err)}") from None
         except BaseException:
             self.abort()
             raise

@@ -38,10 +38,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ._batch import (BatchAbort, BatchReport, BatchStopped, EstimatorCache, InputResult, one_line, pending_result,
+from ._batch import (BatchAbort, BatchReport, BatchStopped, EstimatorCache, InputResult, pending_result,
                      run_job, skip_check)
 from ._config import EncodeConfig
-from ._errors import ConfigError
+from ._errors import ConfigError, one_line
 from ._inputs import Job
 from ._models import _looks_like_path
 
