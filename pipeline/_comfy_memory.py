@@ -113,7 +113,7 @@ class ResidentModels:
                 model = load_model(path, device)
                 entry = model if comfy is None else patcher_class(comfy.model_patcher.ModelPatcher)(model, self._forget)
                 self._entries[key] = entry
-                log.info("densevid: loaded %s", model.describe())
+                log.info("densevid: loaded %s from %s", model.describe(), path.parent)
             return entry
 
     def _forget(self, patcher) -> None:

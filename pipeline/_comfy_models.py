@@ -12,6 +12,7 @@ is still read first, so a file the CLI fetched is not fetched twice).
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -23,6 +24,8 @@ HUB_FILES = tuple(MODEL_FILES.values())  # always offered: found, or downloaded 
 # comfyui_controlnet_aux downloads a hub file to <its ckpts>/<repo id>/<file>
 AUX_SUBDIR = Path(*MODEL_REPO.split("/"))
 AUX_PATTERN = f"custom_nodes/*/ckpts/{MODEL_REPO}"
+
+log = logging.getLogger(__name__)
 
 
 def register_folder(folder_paths) -> None:
@@ -99,8 +102,11 @@ def resolve_model(name: str, folder_paths, offline: bool | None = None) -> Path:
     if name not in HUB_FILES:
         raise ModelError(f"model file {name} is no longer in ComfyUI's densepose folders ({_join(folders)}): put it "
                          f"back, or pick another model (press R in ComfyUI to refresh the list)")
-    found = find_hub_file(name, offline=offline, download_dir=folders[0] if folders else None)
+    download_dir = folders[0] if folders else None
+    found = find_hub_file(name, offline=offline, download_dir=download_dir)
     if found.path is not None:
+        if download_dir is not None and found.path.parent == download_dir:  # it was not there a moment ago
+            log.info("densevid: downloaded %s into %s", name, download_dir)
         return found.path
     raise ModelError(missing_model_message(name, folders, found.reason))
 

@@ -124,7 +124,7 @@ async def step_parity(client, args):
     history = (await client.get(f"/history/{prompt_id}"))[prompt_id]
     saved = history["outputs"]["6"]["images"]
     out_dir = Path(args.comfyui) / "output"
-    model_path = Path(args.comfyui) / "models" / "densepose" / args.model
+    model_path = Path(args.model_file or Path(args.comfyui) / "models" / "densepose" / args.model)
     estimator = DensePoseEstimator(str(model_path), cmap="viridis", resolution=args.resolution, device="cpu")
     inputs = [np.array(Image.open(Path(args.comfyui) / "input" / name).convert("RGB")) for name in IMAGES]
     expected = [estimator.hint(frame).cpu().numpy() for frame in inputs]
@@ -195,6 +195,7 @@ async def main() -> None:
     parser.add_argument("--url", default="http://127.0.0.1:8188")
     parser.add_argument("--comfyui", default="ComfyUI", help="ComfyUI's folder (its input/, output/, models/)")
     parser.add_argument("--model", default="densepose_r50_fpn_dl.torchscript")
+    parser.add_argument("--model-file", help="parity: the file the node uses (default: models/densepose/MODEL)")
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--resolution", type=int, default=512)
     parser.add_argument("--after", type=int, default=3, help="interrupt: progress messages before POST /interrupt")

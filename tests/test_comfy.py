@@ -253,7 +253,7 @@ def test_missing_weights_without_network_fail_within_seconds(comfy, monkeypatch)
 
 
 def test_missing_hub_file_is_downloaded_into_comfyuis_folder(comfy, monkeypatch, tmp_path, standin_models,
-                                                             tuple_model):
+                                                             tuple_model, caplog):
     # the first densepose folder: extra_model_paths.yaml's when it names one, else models/densepose
     shared = tmp_path / "shared"
     comfy.folder_paths.add_model_folder_path("densepose", str(shared))
@@ -261,8 +261,10 @@ def test_missing_hub_file_is_downloaded_into_comfyuis_folder(comfy, monkeypatch,
     try:
         _online(monkeypatch, hub.url)
         image = _image(blob_frames(2, 70, 97, seed=5))
-        (hints,) = DensePose_Preprocessor().execute(image, model=R50, resolution=64)
+        with caplog.at_level("INFO"):
+            (hints,) = DensePose_Preprocessor().execute(image, model=R50, resolution=64)
         _assert_original_hints(hints, image, tuple_model)
+        assert f"densevid: downloaded {R50} into {shared}" in caplog.messages
         assert (shared / R50).is_file() and not (shared / R50).is_symlink()
         assert hub.downloads() == [f"/{MODEL_REPO}/resolve/main/{R50}"]
         # found there from now on, offline too, and listed once (not huggingface_hub's metadata beside it)
@@ -447,3 +449,42 @@ def test_hint_to_image_is_the_original_conversion_for_every_value():
     out = np.empty(hint.shape, dtype=np.float32)
     node_module.hint_to_image(hint, out)
     assert np.array_equal(out.view(np.uint32), (hint.astype(np.float32) / 255.0).view(np.uint32))
+
+
+def test_on_a_gpu_comfyui_makes_room_before_the_weights_land_and_may_unload_them(comfy, tmp_path, monkeypatch):
+    # no GPU needed: what ComfyUI is asked, for a model "loaded" on cuda:0 (a stand-in object)
+    cuda = torch.device("cuda:0")
+    model_file = tmp_path / R50
+    model_file.write_bytes(b"x" * 1000)
+
+    class LoadedOnGpu:
+        def __init__(self, path, device):
+            self.path, self.device, self.module = path, device, torch.nn.Linear(10, 10)
+
+        def describe(self):
+            return f"{self.path.name} on {self.device}"
+
+    monkeypatch.setattr(_comfy_memory, "load_model", LoadedOnGpu)
+    asked = []
+    free_memory = comfy.model_management.free_memory
+    monkeypatch.setattr(comfy.model_management, "free_memory",
+                        lambda memory, device, keep_loaded=(): (asked.append((memory, device)),
+                                                                free_memory(memory, device, keep_loaded)))
+    resident = _comfy_memory.ResidentModels()
+    model = resident.get(model_file, cuda, comfy, memory_required=5000)
+    assert model.device == cuda and asked[0] == (1000 + 5000, cuda)  # before loading: the file's size + the run
+    (patcher,) = comfy.model_management.loaded_models()
+    assert patcher.load_device == cuda and patcher.offload_device == torch.device("cpu")
+    assert patcher.loaded_size() == patcher.model_size() == 440  # what ComfyUI counts as on the GPU
+    assert resident.get(model_file, cuda, comfy, memory_required=5000) is model  # kept
+    del patcher
+    comfy.model_management.free_memory(1e9, cuda)  # ComfyUI needs the room
+    assert resident.loaded() == [] and comfy.model_management.loaded_models() == []
+
+
+def test_working_memory_asked_for_on_a_gpu():
+    frames = torch.zeros((10, 70, 97, 3))
+    # 64 x 89 hints, padded to 64 x 128 for the model; 4 workers on CUDA, each with a frame in flight
+    assert node_module._working_memory(frames, 64, torch.device("cuda")) == 4 * 64 * 128 * 1024
+    assert node_module._working_memory(frames[:2], 64, torch.device("cuda")) == 2 * 64 * 128 * 1024
+    assert node_module._working_memory(frames, 64, torch.device("cpu")) == 0
