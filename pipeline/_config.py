@@ -164,7 +164,8 @@ class Setting:
             raise ConfigError(f"{self.name}: {error}") from None
 
 
-MIN_RESOLUTION, MAX_RESOLUTION = 64, 4096
+# the original node's range (ComfyUI's MAX_RESOLUTION): saved workflows with large values stay valid
+MIN_RESOLUTION, MAX_RESOLUTION = 64, 16384
 MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_BATCH_SIZE = 256
 MAX_SMOOTH = 255

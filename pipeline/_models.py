@@ -167,7 +167,34 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
     if Path(spec).is_file():  # a file name that exists in the working directory is a path
         return Path(spec)
     filename = known[spec]
+    found = find_hub_file(filename, model_dir, offline)
+    if found.path is not None:
+        return found.path
+    name = next((short for short, file in MODEL_FILES.items() if file == filename), filename)
+    raise ModelError(
+        f"model file {filename} not found (looked in {'; '.join(found.looked)}) and not downloaded ({found.reason}); "
+        f"provide it with --model PATH, put it in the directory named by DENSEVID_MODEL_DIR, "
+        f"or download it where there is internet with: densevid models download {name} (or: "
+        f"{download_command(filename)})"
+    )
 
+
+@dataclass(frozen=True)
+class HubSearch:
+    """A hub model file looked for: ``path`` (None: neither found nor downloaded, ``reason`` says why) and
+    where it was looked for, in words."""
+
+    path: Path | None
+    looked: tuple[str, ...]
+    reason: str = ""
+
+
+def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, offline: bool | None = None,
+                  download_dir: str | os.PathLike | None = None) -> HubSearch:
+    """``filename`` (a file of MODEL_REPO) from ``model_dir`` (default: $DENSEVID_MODEL_DIR), the hub cache, or
+    downloaded unless offline (``offline=None``: HF_HUB_OFFLINE decides): into the hub cache, or with
+    ``download_dir`` as a plain file in that directory (huggingface_hub writes it under a temporary name
+    there and renames it when complete)."""
     looked: list[str] = []
     if model_dir is None:
         model_dir = os.environ.get("DENSEVID_MODEL_DIR") or None
@@ -175,7 +202,7 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
         directory = Path(os.path.expanduser(str(model_dir)))
         candidate = directory / filename
         if candidate.is_file():
-            return candidate
+            return HubSearch(candidate, tuple(looked))
         looked.append(f"DENSEVID_MODEL_DIR {directory}")
     else:
         looked.append("DENSEVID_MODEL_DIR (not set)")
@@ -192,25 +219,26 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
     if huggingface_hub is not None:
         cached = huggingface_hub.try_to_load_from_cache(MODEL_REPO, filename, cache_dir=str(cache_dir))
         if isinstance(cached, str) and Path(cached).is_file():
-            return Path(cached)
+            return HubSearch(Path(cached), tuple(looked))
         if not is_offline:
             endpoint = hub_endpoint()
             problem = hub_problem(filename, endpoint)
             if problem is None:
+                target = {"local_dir": str(download_dir)} if download_dir is not None else {"cache_dir": str(cache_dir)}
                 try:
-                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir),
-                                                                 endpoint=endpoint)
-                    return Path(downloaded)
+                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, endpoint=endpoint, **target)
+                    return HubSearch(Path(downloaded), tuple(looked))
                 except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
                     problem = root_cause(exc)
             reason = f"download failed: {_one_line(problem, 200)}"
-    name = next((short for short, file in MODEL_FILES.items() if file == filename), filename)
-    raise ModelError(
-        f"model file {filename} not found (looked in {'; '.join(looked)}) and not downloaded ({reason}); "
-        f"provide it with --model PATH, put it in the directory named by DENSEVID_MODEL_DIR, "
-        f"or download it where there is internet with: densevid models download {name} (or: "
-        f"{download_command(filename)})"
-    )
+    return HubSearch(None, tuple(looked), reason)
+
+
+def hub_file_url(filename: str) -> str:
+    """The address of ``filename`` of MODEL_REPO on the hub, to download with a browser."""
+    from huggingface_hub import hf_hub_url
+
+    return hf_hub_url(MODEL_REPO, filename, endpoint=hub_endpoint())
 
 
 # --- the hub ----------------------------------------------------------------------------------------

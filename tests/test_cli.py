@@ -140,7 +140,7 @@ def test_offline_without_weights_names_the_file_and_the_fixes(tmp_path, monkeypa
 
 
 def test_usage_errors_exit_2(tmp_path):
-    for args in (["--resolution", "32"], ["--resolution", "5000"], ["--resolution", "abc"], ["--cmap", "jet"]):
+    for args in (["--resolution", "32"], ["--resolution", "16385"], ["--resolution", "abc"], ["--cmap", "jet"]):
         result = CliRunner().invoke(main, ["encode", "x.mp4", *args])
         assert result.exit_code == 2, (args, result.output)
 

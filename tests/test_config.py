@@ -19,7 +19,7 @@ from densevid.pipeline.cli import main
 BAD = {
     "model": ("   ", "   ", 'model = ""'),
     "cmap": ("jet", "jet", 'cmap = "jet"'),
-    "resolution": (63, "4097", "resolution = 63"),
+    "resolution": (16385, "63", "resolution = 16385"),
     "device": ("gpu", "gpu", None),
     "batch_size": (0, "257", "batch_size = 0"),
     "workers": (0, "65", None),
@@ -83,6 +83,12 @@ def test_defaults_and_parsing_are_the_tables():
                           frames_dir="out", smooth=3)
     assert parsed.fps == Fraction(30000, 1001) and parsed.crop_box == (1, 2, 30, 40) and parsed.device == "cuda:1"
     assert parsed.resolution == 128 and parsed.detection_resolution == 128 and parsed.frames_dir == Path("out")
+
+
+def test_resolution_range_is_the_original_nodes():
+    # 64..16384, as comfyui_controlnet_aux allows: the CLI, presets, the API and the node share it
+    assert EncodeConfig(resolution=16384).resolution == 16384 and EncodeConfig(resolution=64).resolution == 64
+    assert SETTINGS_BY_NAME["resolution"].parse.allowed == "an integer in 64..16384"
 
 
 def test_cross_setting_rules():
