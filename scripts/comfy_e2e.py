@@ -68,6 +68,15 @@ class Client:
         async with self.session.get(self.url + path) as response:
             return await response.json()
 
+    async def history(self, prompt_id: str) -> dict:
+        """The prompt's history entry: ComfyUI writes it just after it sends execution_success."""
+        for _ in range(100):
+            entry = (await self.get(f"/history/{prompt_id}")).get(prompt_id)
+            if entry is not None:
+                return entry
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"no history for prompt {prompt_id}")
+
     async def queue(self, prompt: dict) -> str:
         return (await self.post("/prompt", {"prompt": prompt, "client_id": self.client_id}))["prompt_id"]
 
@@ -121,7 +130,7 @@ async def step_parity(client, args):
 
     prompt_id = await client.queue(workflow(args.model, args.frames, args.resolution, "densevid_e2e/parity"))
     events = await client.events(prompt_id)
-    history = (await client.get(f"/history/{prompt_id}"))[prompt_id]
+    history = await client.history(prompt_id)
     saved = history["outputs"]["6"]["images"]
     out_dir = Path(args.comfyui) / "output"
     model_path = Path(args.model_file or Path(args.comfyui) / "models" / "densepose" / args.model)
@@ -168,7 +177,7 @@ async def probe(client, tag: str) -> str | None:
         return None
     prompt_id = await client.queue({"1": {"class_type": PROBE, "inputs": {"tag": tag}}})
     await client.events(prompt_id)
-    return (await client.get(f"/history/{prompt_id}"))[prompt_id]["outputs"]["1"]["text"][0]
+    return (await client.history(prompt_id))["outputs"]["1"]["text"][0]
 
 
 async def step_free(client, args):
