@@ -41,7 +41,8 @@ def visible_instances(boxes_xyxy: torch.Tensor, height: int, width: int):
             yield i, (x, y, w, h), visible
 
 
-def instance_labels_reference(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def instance_labels_reference(coarse_segm: torch.Tensor, fine_segm: torch.Tensor, height: int,
+                              width: int) -> torch.Tensor:
     """Part labels (uint8 [h, w]) of one instance resampled to its box: argmax fine where argmax coarse > 0."""
     coarse = F.interpolate(coarse_segm[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]
     fine = F.interpolate(fine_segm[None].float(), size=(height, width), mode="bilinear", align_corners=False)[0]

@@ -49,7 +49,8 @@ class DensePoseEstimator:
                    _config=config)
 
     @classmethod
-    def from_model(cls, model: DensePoseModel, config: EncodeConfig, render_backend: str = "auto") -> "DensePoseEstimator":
+    def from_model(cls, model: DensePoseModel, config: EncodeConfig,
+                   render_backend: str = "auto") -> "DensePoseEstimator":
         """Wrap an already loaded model (one load per process for many videos)."""
         self = cls.__new__(cls)
         self.config = config

@@ -146,7 +146,8 @@ def _truncation_warning(path: Path, container, stream, n_frames: int, first_pts:
     elif container.duration and len(container.streams) == 1:
         declared_seconds = container.duration / 1_000_000  # AV_TIME_BASE
     if declared_seconds is not None and declared_seconds - decoded_seconds > max(2 * frame_seconds, 0.1):
-        missing = f", about {round((declared_seconds - decoded_seconds) / frame_seconds)} frames missing" if frame_seconds else ""
+        missing = (f", about {round((declared_seconds - decoded_seconds) / frame_seconds)} frames missing"
+                   if frame_seconds else "")
         return (f"{path} looks truncated: its header declares {declared_seconds:.2f} s of video but the frames "
                 f"end after {decoded_seconds:.2f} s; encoded the {n_frames} frames that decoded{missing}")
     if container.format.name == "mpegts":
@@ -207,8 +208,8 @@ def iter_frame_batches(
     """Yield the frames of ``path`` in order as ``FrameBatch``es of at most ``batch_size`` frames.
 
     Holds at most one batch of decoded frames at a time. A decoding error mid-stream (truncated
-    or corrupt file) raises ``InputError`` with the number of frames decoded so far (``on_corrupt="raise"``, the only policy for now;
-    batches already yielded stay valid).
+    or corrupt file) raises ``InputError`` with the number of frames decoded so far
+    (``on_corrupt="raise"``, the only policy for now; batches already yielded stay valid).
 
     A streamable file (MKV, MPEG-TS) cut short decodes cleanly up to the cut: its frames are
     kept, and when the end of the file is detectably missing (see ``_truncation_warning``) a

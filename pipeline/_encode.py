@@ -48,7 +48,7 @@ import av
 import av.error
 import numpy as np
 import torch
-from av.video.reformatter import ColorPrimaries, ColorRange, ColorTrc, Colorspace
+from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from ._errors import OutputError, os_reason
 
@@ -272,8 +272,8 @@ class VideoWriter(AtomicOutput):
         if len(pts) != arr.shape[0]:
             raise ValueError(f"got {len(pts)} pts for {arr.shape[0]} frames")
         if (self.coded_height, self.coded_width) != (self.height, self.width):
-            arr = np.pad(arr, ((0, 0), (0, self.coded_height - self.height), (0, self.coded_width - self.width), (0, 0)),
-                         mode="edge")
+            pad_h, pad_w = self.coded_height - self.height, self.coded_width - self.width
+            arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         try:
             for img, p in zip(arr, pts):
                 p = int(p)

@@ -41,6 +41,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from ..kernels.framing import frame_maps
+from ..kernels.smooth import TemporalSmoother
 from ._api import DensePoseEstimator
 from ._config import EncodeConfig
 from ._decode import VideoInfo, iter_frame_batches, probe_video
@@ -52,10 +54,16 @@ from ._preprocess import resize_and_pad
 from ._sinks import OutputBatch, OutputTargets, check_targets, open_sinks
 from ._threads import RunState, StageThread, Stopped, acquire, get, put
 from ._types import FrameBatch
-from ._workers import DONE, END, ModelWorkers, PreparedFrame, RenderedFrame, busy_union_seconds, cpu_threads, \
-    plan_workers
-from ..kernels.framing import frame_maps
-from ..kernels.smooth import TemporalSmoother
+from ._workers import (
+    DONE,
+    END,
+    ModelWorkers,
+    PreparedFrame,
+    RenderedFrame,
+    busy_union_seconds,
+    cpu_threads,
+    plan_workers,
+)
 
 QUEUE_DEPTH = 2
 # host buffers in flight: QUEUE_DEPTH queued + 1 being encoded + 1 being filled
@@ -350,7 +358,8 @@ class _Stages:
         if base is not None and self.workers.model_events:
             torch.cuda.synchronize(self.estimator.device)
             self.timings["model_gpu"] = busy_union_seconds(base, self.workers.model_events)
-            self.timings["model_gpu_sum"] = sum(start.elapsed_time(end) for start, end in self.workers.model_events) / 1e3
+            events = self.workers.model_events
+            self.timings["model_gpu_sum"] = sum(start.elapsed_time(end) for start, end in events) / 1e3
 
     # source thread: frames -> PreparedFrame
     def _source_stage(self) -> None:

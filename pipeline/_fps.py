@@ -4,7 +4,8 @@ Rule (exact, in rational arithmetic): with input frame times t_i (seconds), the 
 output frame k is at time t_0 + k / F and shows the latest input frame with t_i <= that time.
 The last input frame lasts one nominal frame duration (1 / the stream's average rate, else the
 last gap between frames, else 1 / F), and the output's length is that total duration rounded
-half up to whole output frames (so millisecond-rounded MKV timestamps add no spurious frame). Output timestamps are on the 1/F grid, in time base 1/F:
+half up to whole output frames (so millisecond-rounded MKV timestamps add no spurious frame).
+Output timestamps are on the 1/F grid, in time base 1/F:
 pts_k = round(t_0 * F) + k (a start off the grid is snapped to the nearest grid point).
 
 Streaming: an input frame's repeat count is known as soon as the next frame's timestamp is, so
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 from typing import Iterable, Iterator
+
 
 def _ceil(x: Fraction) -> int:
     return math.ceil(x)

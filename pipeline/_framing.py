@@ -57,7 +57,8 @@ class FramePlan:
         ch, cw = self.content_hw
         src_h, src_w = cropped.shape[:2]
         shrink = ch * cw <= src_h * src_w
-        image = cv2.resize(np.ascontiguousarray(cropped), (cw, ch), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+        interpolation = cv2.INTER_AREA if shrink else cv2.INTER_CUBIC
+        image = cv2.resize(np.ascontiguousarray(cropped), (cw, ch), interpolation=interpolation)
         oh, ow = self.out_hw
         if (oh, ow) == (ch, cw):
             return image

@@ -246,8 +246,9 @@ def sidecar_paths(job: Job, single: bool, frames: Path | None, preview: Path | N
 
 
 def build_plan(arguments: Sequence[str], list_files: Sequence[str] = (), output: str | os.PathLike | None = None,
-               lossless: bool = False, shard: tuple[int, int] | None = None, frames_dir: str | os.PathLike | None = None,
-               preview_path: str | os.PathLike | None = None, iuv_path: str | os.PathLike | None = None) -> Plan:
+               lossless: bool = False, shard: tuple[int, int] | None = None,
+               frames_dir: str | os.PathLike | None = None, preview_path: str | os.PathLike | None = None,
+               iuv_path: str | os.PathLike | None = None) -> Plan:
     """Expand the inputs, decide what ``-o`` names, plan and shard the jobs (UsageError when impossible).
 
     One INPUT that is a file (or a missing path without wildcards) and no list: ``-o`` is the output

@@ -16,9 +16,18 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._errors import ModelError
-from ._models import (MODEL_FILES, MODEL_REPO, _hf_cache_dir, _hf_offline, _one_line, download_command,
-                      hub_endpoint, hub_problem, load_model, root_cause)
+from ._errors import ModelError, one_line
+from ._models import (
+    MODEL_FILES,
+    MODEL_REPO,
+    _hf_cache_dir,
+    _hf_offline,
+    download_command,
+    hub_endpoint,
+    hub_problem,
+    load_model,
+    root_cause,
+)
 
 
 @dataclass(frozen=True)
@@ -141,7 +150,7 @@ def download_model(name: str, force: bool = False, verify: bool = True) -> Model
         path = Path(huggingface_hub.hf_hub_download(MODEL_REPO, filename, cache_dir=str(cache_dir),
                                                     force_download=force, endpoint=endpoint))
     except Exception as exc:  # network, HTTP, disk: one line
-        raise ModelError(f"download of {filename} from {MODEL_REPO} failed: {_one_line(root_cause(exc), 200)}") \
+        raise ModelError(f"download of {filename} from {MODEL_REPO} failed: {one_line(root_cause(exc), 200)}") \
             from None
     size = path.stat().st_size if path.is_file() else 0
     if size == 0:

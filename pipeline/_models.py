@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from ._errors import ModelError
+from ._errors import ModelError, one_line
 from ._types import N_COARSE_CHANNELS, N_FINE_CHANNELS, Detections
 
 MODEL_REPO = "LayerNorm/DensePose-TorchScript-with-hint-image"
@@ -68,16 +68,6 @@ def download_command(filename: str) -> str:
 
 
 # --- resolution -----------------------------------------------------------------------------------
-
-def _one_line(text: object, limit: int | None = 200) -> str:
-    """``text`` on one line; beyond ``limit`` characters cut after a whole word (a path, URL or command
-    has no spaces, so it is never cut in half)."""
-    line = " ".join(str(text).split())
-    if limit is None or len(line) <= limit:
-        return line
-    cut = line.rfind(" ", 0, limit - 3)
-    return (line[:cut] if cut > 0 else line.split(" ", 1)[0]) + " ..."
-
 
 # the line a Python or TorchScript traceback ends with: "RuntimeError: ...", "builtins.ValueError: ..."
 _EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Warning|Interrupt|Exit)\b:?")
@@ -215,7 +205,7 @@ def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, off
         import huggingface_hub
     except ImportError as exc:  # pragma: no cover - a dependency of the project
         huggingface_hub = None
-        reason = reason or f"huggingface_hub is not installed ({_one_line(exc, 80)})"
+        reason = reason or f"huggingface_hub is not installed ({one_line(exc, 80)})"
     if huggingface_hub is not None:
         cached = huggingface_hub.try_to_load_from_cache(MODEL_REPO, filename, cache_dir=str(cache_dir))
         if isinstance(cached, str) and Path(cached).is_file():
@@ -230,7 +220,7 @@ def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, off
                     return HubSearch(Path(downloaded), tuple(looked))
                 except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
                     problem = root_cause(exc)
-            reason = f"download failed: {_one_line(problem, 200)}"
+            reason = f"download failed: {one_line(problem, 200)}"
     return HubSearch(None, tuple(looked), reason)
 
 
@@ -271,7 +261,7 @@ def hub_problem(filename: str, endpoint: str | None = None) -> str | None:
         status = getattr(getattr(exc, "response", None), "status_code", None)
         if isinstance(status, int):
             return f"the hub at {endpoint} answered HTTP {status} for {filename}"
-        return f"the hub at {endpoint} is unreachable ({_one_line(root_cause(exc), 120)})"
+        return f"the hub at {endpoint} is unreachable ({one_line(root_cause(exc), 120)})"
     return None
 
 
@@ -288,7 +278,7 @@ def _torchvision_version() -> str:
 def _version_mismatch(path: Path | None, detail: str) -> ModelError:
     where = f"cannot load {path.name}: " if path is not None else ""
     return ModelError(
-        f"{where}torchvision's operators are unavailable ({_one_line(detail, 320)}): torch {torch.__version__} and "
+        f"{where}torchvision's operators are unavailable ({one_line(detail, 320)}): torch {torch.__version__} and "
         f"torchvision {_torchvision_version()} versions don't match; install the torchvision release built for "
         f"this torch"
     )
@@ -336,7 +326,7 @@ def register_torchvision_ops(path: Path | None = None) -> None:
         try:
             torch.ops.load_library(str(library))
         except (OSError, RuntimeError) as exc:
-            failure = f"loading {library.name} failed: {_one_line(root_cause(exc), 150)}"
+            failure = f"loading {library.name} failed: {one_line(root_cause(exc), 150)}"
         else:
             if _torchvision_ops_registered():
                 return
@@ -398,7 +388,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
         if _is_unknown_op_error(message):
             raise _version_mismatch(path, message.strip().splitlines()[0] if message.strip() else message) from exc
         raise ModelError(
-            f"{path} is not a TorchScript model ({_one_line(root_cause(exc), 160)}); expected a "
+            f"{path} is not a TorchScript model ({one_line(root_cause(exc), 160)}); expected a "
             f"TorchScript DensePose export such as {MODEL_FILES[DEFAULT_MODEL]} from {MODEL_REPO}"
         ) from exc
     if not isinstance(module, torch.jit.ScriptModule):  # pragma: no cover - torch.jit.load always gives one

@@ -29,8 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from ._encode import (FINGERPRINT_TAG, AtomicOutput, _commit, _prepare_target, _remove, check_output_dir,
-                      png_bytes, read_png_text)
+from ._encode import (
+    FINGERPRINT_TAG,
+    AtomicOutput,
+    _commit,
+    _prepare_target,
+    _remove,
+    check_output_dir,
+    png_bytes,
+    read_png_text,
+)
 from ._errors import OutputError, os_reason
 
 PNG_DIGITS = 6
@@ -158,7 +166,8 @@ class IuvWriter(AtomicOutput):
         shape = (len(pts_seconds), self.height, self.width)
         for name, arr, dtype in (("I", labels, np.uint8), ("U", u, np.float16), ("V", v, np.float16)):
             if arr.shape != shape or arr.dtype != dtype:
-                raise ValueError(f"{name} must be {np.dtype(dtype).name} {list(shape)}, got {arr.dtype} {list(arr.shape)}")
+                raise ValueError(f"{name} must be {np.dtype(dtype).name} {list(shape)}, "
+                                 f"got {arr.dtype} {list(arr.shape)}")
         try:
             for name, arr in (("I", labels), ("U", u), ("V", v)):
                 np.ascontiguousarray(arr).tofile(self._files[name])

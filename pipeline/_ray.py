@@ -38,8 +38,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ._batch import (BatchAbort, BatchReport, BatchStopped, EstimatorCache, InputResult, pending_result,
-                     run_job, skip_check)
+from ._batch import (
+    BatchAbort,
+    BatchReport,
+    BatchStopped,
+    EstimatorCache,
+    InputResult,
+    pending_result,
+    run_job,
+    skip_check,
+)
 from ._config import EncodeConfig
 from ._errors import ConfigError, one_line
 from ._inputs import Job

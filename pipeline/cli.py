@@ -55,7 +55,7 @@ def main() -> None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    """densevid's own warnings (e.g. the CPU render falling back to torch ops) as one line each. Other
+    """densevid's own warnings (e.g. the CPU render falling back to the plain reference) as one line each. Other
     libraries' warnings (e.g. torch's, raised inside the model) are not ours to show on every run."""
     if issubclass(category, DensevidWarning):
         click.echo(f"densevid: warning: {message}", err=True)
@@ -128,7 +128,8 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
 @click.option("--from-list", "list_files", multiple=True, metavar="FILE",
               help="Read more INPUTs from FILE, one per line ('-' for stdin; blank lines and # comments ignored).")
 @click.option("--report", "report_path", type=click.Path(path_type=Path), default=None, metavar="PATH",
-              help="Write a JSON report: per input status (done/skipped/failed/pending), output, frames, seconds, error.")
+              help="Write a JSON report: per input status (done/skipped/failed/pending), output, frames, "
+                   "seconds, error.")
 @click.option("--shard", default=None, metavar="K/N",
               help="Process only shard K of N (0 <= K < N): inputs are assigned by sha1 of their relative path, so "
                    "N workers with K = 0..N-1 cover every input exactly once.")
@@ -136,8 +137,10 @@ def build_config(ctx: click.Context, quiet: bool) -> EncodeConfig:
               help="Run on Ray (pip install \"densevid[ray]\"): one actor per GPU, or CPU actors. ADDRESS: auto, "
                    "HOST:PORT or ray://HOST:PORT of a running cluster; none (or 'local'): start a local Ray.")
 @click.option("--ray-actors", type=click.IntRange(1, 4096), default=None, metavar="N",
-              help="With --ray: number of actors (default: one per GPU of the cluster; 2 CPU actors without GPUs).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bars, no per-input lines, no summary (errors still shown).")
+              help="With --ray: number of actors (default: one per GPU of the cluster; 2 CPU actors without "
+                   "GPUs).")
+@click.option("-q", "--quiet", is_flag=True,
+              help="No progress bars, no per-input lines, no summary (errors still shown).")
 def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[str, ...], report_path: Path | None,
            shard: str | None, ray_address: str | None, ray_actors: int | None, quiet: bool, **_settings) -> None:
     """Render the DensePose hint video of every INPUT.

@@ -520,14 +520,16 @@ def io_bound(args, tmp: Path, clip: Path, device, out) -> None:
     out(f"\nall rounds, frames/s: {spread}")
     out(f"(b) stage busy seconds: {stage_text(b_info['stages'], b_info['seconds'], b_info['frames'])}")
     out(f"peak RSS of (b): {n_frames} frames {b_info['maxrss_kb'] / 1024:.0f} MiB; of the same on "
-        f"{rss['short']['frames']} frames {rss['short']['maxrss_kb'] / 1024:.0f} MiB and {rss['long']['frames']} frames "
+        f"{rss['short']['frames']} frames {rss['short']['maxrss_kb'] / 1024:.0f} MiB and "
+        f"{rss['long']['frames']} frames "
         f"({LOOPS}x loop) {rss['long']['maxrss_kb'] / 1024:.0f} MiB; long/short = **{rss_ratio:.3f}** "
         f"(target <= {TARGET_RSS_RATIO:.2f}: {ok(rss_ratio <= TARGET_RSS_RATIO)})")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--input", type=Path, default=None, help="input video (default: the dance clip or a generated one)")
+    parser.add_argument("--input", type=Path, default=None,
+                        help="input video (default: the dance clip or a generated one)")
     parser.add_argument("--frames", type=int, default=48, help="model-bound: frames densevid encode runs (default 48)")
     parser.add_argument("--model-frames", type=int, default=4,
                         help="model-bound: model calls per model-alone variant (default 4)")
@@ -542,7 +544,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--half", action="store_true", help="model-bound: fp16 (CUDA)")
     parser.add_argument("--workers-list", type=lambda s: [int(x) for x in s.split(",")], default=None,
-                        help="model-bound: N to try, e.g. 1,2,3,4 (default: 1..min(4, threads) on the CPU, 1..4 on CUDA); "
+                        help="model-bound: N to try, e.g. 1,2,3,4 (default: 1..min(4, threads) on the CPU, "
+                             "1..4 on CUDA); "
                              "also runs encode_video in-process for each")
     parser.add_argument("--skip-model-bound", action="store_true")
     parser.add_argument("--skip-io-bound", action="store_true")

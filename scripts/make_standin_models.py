@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from densevid.pipeline._standin import (DictStandin, StandinCore, TupleStandin, build_standin,  # noqa: F401
-                                        save_standin)
+from densevid.pipeline._standin import DictStandin, StandinCore, TupleStandin, build_standin, save_standin  # noqa: F401
 from densevid.pipeline._standin_realcost import build_realcost, save_realcost  # noqa: F401
 
 

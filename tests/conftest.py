@@ -1,7 +1,6 @@
 import pytest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
-
 from helpers import cuda_available
 
 

@@ -1,4 +1,4 @@
-"""Issue 4: batch jobs — many inputs, resume, isolation, report, shards, interruption."""
+"""Batch jobs — many inputs, resume, isolation, report, shards, interruption."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from clips import make_clip, make_image, synthetic_frames
-from helpers import decode_all, run_cli
 from densevid.pipeline._errors import UsageError
 from densevid.pipeline._inputs import build_plan, expand_inputs, parse_shard, shard_of
 from densevid.pipeline.cli import main
+from helpers import decode_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CORRUPT_REASON = "not a readable video or image file"
@@ -276,7 +276,8 @@ def test_output_file_with_several_inputs_is_usage_error(tmp_path, standin_models
     (tmp_path / "out.mkv").write_bytes(b"x")
     result = run_cli(files["a"], files["b"], "-o", tmp_path / "out.mkv", *batch_args(standin_models))
     assert result.exit_code == 2
-    assert result.output.strip() == f"densevid: error: -o {tmp_path / 'out.mkv'} is a file; with several inputs -o names a directory"
+    assert result.output.strip() == (f"densevid: error: -o {tmp_path / 'out.mkv'} is a file; "
+                                     "with several inputs -o names a directory")
 
 
 def test_single_input_into_an_existing_directory(tmp_path, standin_models):

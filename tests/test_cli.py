@@ -14,10 +14,9 @@ import torch
 from click.testing import CliRunner
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
+from densevid.pipeline.cli import main
 from helpers import assert_exact, decode_all, run_cli
 from node_reference import node_hint
-from densevid.pipeline.cli import main
-
 
 # variable frame rate with a non-zero start, in a 1/1000 time base (exactly representable in MKV)
 VFR_PTS = [40, 80, 120, 200, 240, 400, 440, 480, 520]
@@ -62,7 +61,8 @@ def test_image_input_gives_png(tmp_path, standin_models, tuple_model):
     result = run_cli(path, "--model", standin_models["tuple"], "--resolution", "64", "--cmap", "parula")
     assert result.exit_code == 0, result.output
     hint, _ = decode_all(tmp_path / "person_densepose.png")
-    assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(node_hint(image, tuple_model, cmap="parula", resolution=64)))
+    expected = node_hint(image, tuple_model, cmap="parula", resolution=64)
+    assert_exact(torch.from_numpy(hint[0]), torch.from_numpy(expected))
 
 
 def test_existing_output_of_unknown_origin_is_refused_without_overwrite(tmp_path, standin_models):
@@ -148,7 +148,8 @@ def test_usage_errors_exit_2(tmp_path):
 def test_help_explains_itself():
     result = CliRunner().invoke(main, ["encode", "--help"])
     assert result.exit_code == 0
-    for flag in ("--model", "--cmap", "--resolution", "--device", "--batch-size", "--lossless", "--overwrite", "--half"):
+    for flag in ("--model", "--cmap", "--resolution", "--device", "--batch-size", "--lossless", "--overwrite",
+                 "--half"):
         assert flag in result.output
 
 
@@ -173,7 +174,8 @@ def test_without_numba_the_cli_warns_once_in_one_line_and_output_is_unchanged(tm
     for name, extra_path in (("with", []), ("without", [str(stub.parent)])):
         outputs[name] = tmp_path / f"{name}.mkv"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(extra_path + sys.path)}
-        result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(clip), "-o", str(outputs[name]),
+        result = subprocess.run([sys.executable, "-m", "densevid.pipeline.cli", "encode", str(clip),
+                                 "-o", str(outputs[name]),
                                  "--lossless", "--model", str(standin_models["tuple"]), "--resolution", "64",
                                  "--device", "cpu"], capture_output=True, text=True, env=env, timeout=300)
         assert result.returncode == 0, result.stderr

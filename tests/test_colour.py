@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from clips import make_clip, synthetic_frames
-from helpers import run_cli
 from densevid.kernels import hint_lut
 from densevid.pipeline._encode import VideoWriter
+from helpers import run_cli
 
 # what the tags say, in FFmpeg's numbers (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic)
 SMPTE170M_MATRIX, LIMITED_RANGE, BT709_PRIMARIES, SRGB_TRANSFER = 6, 1, 1, 13

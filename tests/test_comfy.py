@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from densevid.pipeline.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DensePose_Preprocessor
 from helpers import REPO_ROOT
 from node_reference import blob_frames, node_hint
-from densevid.pipeline.comfy import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS, DensePose_Preprocessor
 
 R50 = "densepose_r50_fpn_dl.torchscript"
 R101 = "densepose_r101_fpn_dl.torchscript"
@@ -19,7 +19,8 @@ R101 = "densepose_r101_fpn_dl.torchscript"
 
 def test_node_interface_matches_the_original():
     assert NODE_CLASS_MAPPINGS == {"Inference_Core_DensePosePreprocessor": DensePose_Preprocessor}
-    assert NODE_DISPLAY_NAME_MAPPINGS == {"Inference_Core_DensePosePreprocessor": "[Inference.Core] DensePose Estimator"}
+    assert NODE_DISPLAY_NAME_MAPPINGS == {
+        "Inference_Core_DensePosePreprocessor": "[Inference.Core] DensePose Estimator"}
     types = DensePose_Preprocessor.INPUT_TYPES()
     assert types["required"] == {"image": ("IMAGE",)}
     optional = types["optional"]
@@ -108,8 +109,8 @@ def test_compiled_render_cache_is_shared_by_the_node_and_the_cli(tmp_path):
     # again or fall back to a slower path. A copy of the sources gives a fresh cache.
     checkout = _checkout_copy(tmp_path)
     as_node = _load_as_comfyui_does(checkout) + textwrap.dedent("""
-        render_cpu = sys.modules[node.__name__ + ".kernels.render_cpu"] if node.__name__ + ".kernels.render_cpu" in sys.modules \
-            else importlib.import_module(node.__name__ + ".kernels.render_cpu")
+        name = node.__name__ + ".kernels.render_cpu"
+        render_cpu = sys.modules[name] if name in sys.modules else importlib.import_module(name)
         assert render_cpu.compiled_kernels() is not None
     """)
     as_cli = textwrap.dedent(f"""
@@ -134,10 +135,11 @@ import time  # noqa: E402
 import weakref  # noqa: E402
 
 import fake_comfyui  # noqa: E402
-from fake_hub import FakeHub  # noqa: E402
 from densevid import ModelError  # noqa: E402
-from densevid.pipeline import _comfy_memory, comfy as node_module  # noqa: E402
+from densevid.pipeline import _comfy_memory  # noqa: E402
+from densevid.pipeline import comfy as node_module
 from densevid.pipeline._models import MODEL_REPO, PATH_SUFFIXES  # noqa: E402
+from fake_hub import FakeHub  # noqa: E402
 
 AUX_DIR = "custom_nodes/comfyui_controlnet_aux/ckpts/LayerNorm/DensePose-TorchScript-with-hint-image"
 

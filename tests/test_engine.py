@@ -1,4 +1,5 @@
-"""The engine (pipeline/_engine.py): one config per call, output checks once per job, sinks, model workers,\nframes in memory."""
+"""The engine (pipeline/_engine.py): one config per call, output checks once per job, sinks, model
+workers, frames in memory."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import pytest
 import torch
 
 from clips import make_clip, make_image, synthetic_frames
-from helpers import assert_exact, decode_all, labels_from_hint, run_cli
-from node_reference import node_hint
 from densevid import ConfigError, DensePoseEstimator, EncodeConfig, InputError, OutputError, encode_video, render_frames
 from densevid.pipeline import _batch, _sinks
 from densevid.pipeline._inputs import build_plan
 from densevid.pipeline._workers import CPU_MAX_WORKERS, CUDA_WORKERS, WorkerPlan, cpu_threads, plan_workers
+from helpers import assert_exact, decode_all, labels_from_hint, run_cli
+from node_reference import node_hint
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +251,11 @@ def test_worker_plan_splits_the_cpu_threads_and_restores_the_callers():
     previous = torch.get_num_threads()
     seen = {}
     with cpu_threads(WorkerPlan(2, 1)):
-        worker = threading.Thread(target=lambda: (torch.set_num_threads(1), seen.update(worker=torch.get_num_threads())))
+        def set_and_read() -> None:
+            torch.set_num_threads(1)
+            seen.update(worker=torch.get_num_threads())
+
+        worker = threading.Thread(target=set_and_read)
         worker.start()
         worker.join()
         seen["caller"] = torch.get_num_threads()

@@ -9,15 +9,14 @@ import torch
 import torch.nn.functional as F
 
 from clips import make_clip, synthetic_frames
-from helpers import assert_exact, decode_all, labels_from_hint, run_cli
+from densevid import ConfigError, EncodeConfig
 from densevid.kernels import hint_lut
 from densevid.kernels.framing import pad_center, pad_center_reference, resize_nearest, resize_nearest_reference
-from node_reference import node_hint
-from densevid import ConfigError, EncodeConfig
 from densevid.pipeline._config import parse_fps
 from densevid.pipeline._fps import resample_pts
 from densevid.pipeline._framing import plan_framing
-
+from helpers import assert_exact, decode_all, labels_from_hint, run_cli
+from node_reference import node_hint
 
 # --- kernels -----------------------------------------------------------------------------------
 
@@ -93,7 +92,8 @@ def test_crop_is_the_node_on_the_centred_square(tmp_path, standin_models, tuple_
         assert_exact(torch.from_numpy(hint), torch.from_numpy(node_hint(square, tuple_model, resolution=64)))
     # an explicit crop box
     hints, _ = _run(tmp_path, clip, standin_models["tuple"], "--size", "64", "--crop-box", "0,40,50,50")
-    assert_exact(torch.from_numpy(hints[1]), torch.from_numpy(node_hint(frames[1][40:90, 0:50], tuple_model, resolution=64)))
+    expected = node_hint(frames[1][40:90, 0:50], tuple_model, resolution=64)
+    assert_exact(torch.from_numpy(hints[1]), torch.from_numpy(expected))
 
 
 def test_pad_and_stretch_reframe_the_label_map(tmp_path, standin_models, tuple_model, portrait):

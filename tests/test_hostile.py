@@ -31,8 +31,8 @@ import torch
 from click.testing import CliRunner
 
 from clips import make_audio_only, make_clip, make_image, synthetic_frames
-from helpers import decode_all, run_cli
 from densevid.pipeline.cli import main
+from helpers import decode_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,14 +6,21 @@ import numpy as np
 import pytest
 import torch
 
+from cases import make_case
 from clips import make_clip, synthetic_frames
-from helpers import (IUV_UV_ATOL_FLOAT16, IUV_UV_ATOL_FLOAT32, assert_exact, assert_uv_close, decode_all,
-                     labels_from_hint, run_cli)
 from densevid.kernels import render_labels, render_labels_reference
 from densevid.kernels.iuv import render_iuv, render_iuv_reference
 from densevid.pipeline._fingerprint import stored_fingerprint
 from densevid.pipeline._preprocess import resize_and_pad
-from cases import make_case
+from helpers import (
+    IUV_UV_ATOL_FLOAT16,
+    IUV_UV_ATOL_FLOAT32,
+    assert_exact,
+    assert_uv_close,
+    decode_all,
+    labels_from_hint,
+    run_cli,
+)
 
 
 def _uv(n, s, seed):
@@ -22,8 +29,8 @@ def _uv(n, s, seed):
     return torch.rand(n, 25, s, s, generator=g) * 1.2 - 0.1, torch.rand(n, 25, s, s, generator=g) * 1.2 - 0.1
 
 
-@pytest.mark.parametrize("seed,n,s,h,w", [(0, 3, 28, 61, 97), (1, 2, 112, 131, 75), (2, 1, 7, 16, 16), (3, 4, 14, 9, 200),
-                                          (4, 0, 14, 30, 40), (5, 2, 1, 33, 21)])
+@pytest.mark.parametrize("seed,n,s,h,w", [(0, 3, 28, 61, 97), (1, 2, 112, 131, 75), (2, 1, 7, 16, 16),
+                                          (3, 4, 14, 9, 200), (4, 0, 14, 30, 40), (5, 2, 1, 33, 21)])
 def test_render_iuv_equals_reference(seed, n, s, h, w):
     boxes, coarse, fine, h, w = make_case(seed, n, s, h, w)
     u, v = _uv(n, s, seed)

@@ -11,8 +11,8 @@ import torch
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 import make_standin_models
 from densevid.pipeline import _models
-from densevid.pipeline._errors import ModelError
-from densevid.pipeline._models import (DensePoseModel, MODEL_FILES, MODEL_REPO, load_model, resolve_model_path)
+from densevid.pipeline._errors import ModelError, one_line
+from densevid.pipeline._models import MODEL_FILES, MODEL_REPO, DensePoseModel, load_model, resolve_model_path
 
 H, W = 256, 448
 
@@ -115,7 +115,8 @@ def dict_model(standin_models):
         return torch.jit.load(str(standin_models["dict"])).eval()
 
 
-@pytest.mark.parametrize("image", [ONE, THREE, torch.zeros((64, 64, 3), dtype=torch.uint8)], ids=["one", "three", "black"])
+@pytest.mark.parametrize("image", [ONE, THREE, torch.zeros((64, 64, 3), dtype=torch.uint8)],
+                         ids=["one", "three", "black"])
 def test_standin_tuple_and_dict_agree(tuple_model, dict_model, image):
     expected = _tuple_run(tuple_model, image)
     with torch.inference_mode():
@@ -401,8 +402,8 @@ def test_load_unknown_torchvision_op(monkeypatch, standin_models):
                            "torchvision::nms. This op may not exist or may not be currently supported in TorchScript.")
 
     monkeypatch.setattr(torch.jit, "load", fake_load)
-    with pytest.raises(ModelError, match=r"standin_tuple.*torchvision.*torch .* and torchvision .* versions don't match") \
-            as info:
+    mismatch = r"standin_tuple.*torchvision.*torch .* and torchvision .* versions don't match"
+    with pytest.raises(ModelError, match=mismatch) as info:
         load_model(standin_models["tuple"], "cpu")
     assert torch.__version__ in str(info.value) and "\n" not in str(info.value)
 
@@ -525,9 +526,9 @@ def test_a_long_root_cause_reaches_the_cli_whole(tmp_path):
 
 def test_one_line_cuts_whole_words_only():
     text = "download failed: see https://huggingface.co/LayerNorm/DensePose-TorchScript-with-hint-image/resolve/main"
-    assert _models._one_line(text, 40) == "download failed: see ..."
-    assert _models._one_line("x" * 50, 10) == "x" * 50 + " ..."
-    assert _models._one_line("short\nenough", 40) == "short enough"
+    assert one_line(text, 40) == "download failed: see ..."
+    assert one_line("x" * 50, 10) == "x" * 50 + " ..."
+    assert one_line("short\nenough", 40) == "short enough"
 
 
 def test_first_model_calls_run_one_at_a_time_then_concurrently(standin_models):

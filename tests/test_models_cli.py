@@ -1,4 +1,4 @@
-"""Issue 4: `densevid models download|list`, then offline workers. No network: the download is faked."""
+"""`densevid models download|list`, then offline workers. No network: the download is faked."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
+from test_models import _populate_cache, use_private_hf_home
 
 from clips import make_clip, synthetic_frames
-from helpers import run_cli
 from densevid.pipeline._models import MODEL_FILES, MODEL_REPO
 from densevid.pipeline.cli import main
-from test_models import _populate_cache, use_private_hf_home
+from helpers import run_cli
 
 
 @pytest.fixture

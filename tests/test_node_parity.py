@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_exact
-from node_reference import blob_frames, node_hint
 from densevid import DensePoseEstimator
 from densevid.pipeline._preprocess import resize_and_pad
+from helpers import assert_exact
+from node_reference import blob_frames, node_hint
 
 
-@pytest.mark.parametrize("height,width,resolution", [(96, 160, 64), (123, 77, 128), (240, 427, 512), (1080 // 4, 1920 // 4, 256)])
+@pytest.mark.parametrize("height,width,resolution",
+                         [(96, 160, 64), (123, 77, 128), (240, 427, 512), (1080 // 4, 1920 // 4, 256)])
 def test_preprocess_matches_node(height, width, resolution):
     from node_reference import node_resize_image_with_pad
 

@@ -8,10 +8,10 @@ import pytest
 from click.testing import CliRunner
 
 from clips import make_clip, synthetic_frames
-from helpers import REPO_ROOT, decode_all, run_cli, subprocess_env
 from densevid import ConfigError, UsageError
 from densevid.pipeline._presets import list_presets, load_config_file, load_preset
 from densevid.pipeline.cli import main
+from helpers import REPO_ROOT, decode_all, run_cli, subprocess_env
 
 
 def test_shipped_presets_load():
@@ -102,7 +102,8 @@ def test_wheel_has_one_top_level_package_and_finds_its_presets(tmp_path):
     install = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target),
                               str(wheel)], capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr[-2000:]
-    code = "import densevid; from densevid.pipeline._presets import list_presets; print(densevid.__file__, sorted(list_presets()))"
+    code = ("import densevid; from densevid.pipeline._presets import list_presets; "
+            "print(densevid.__file__, sorted(list_presets()))")
     run = subprocess.run([sys.executable, "-c", code], env=subprocess_env(target), cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]

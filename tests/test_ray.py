@@ -1,4 +1,4 @@
-"""Issue 4: `densevid encode --ray` on a local Ray instance (CPU actors) behaves exactly as the local run.
+"""`densevid encode --ray` on a local Ray instance (CPU actors) behaves exactly as the local run.
 
 One Ray run covers: the same outputs, pixel for pixel (lossless), the same report (apart from the
 seconds), a corrupt input failing alone, and the retry policy (a worker killed mid-video has the

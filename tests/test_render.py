@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from cases import make_case, near_tie_case
-from helpers import GPU_MIN_AGREEMENT, REPO_ROOT, assert_exact, assert_labels_agree
-from helpers import assert_cpu_render_exact as check_cpu
-
 from densevid.kernels import CMAP_NAMES, hint_lut, render, render_hint, render_labels, render_labels_reference
 from densevid.kernels.render_cpu import emulation_matches_torch
 from densevid.kernels.render_device import render_labels_device
+from helpers import GPU_MIN_AGREEMENT, REPO_ROOT, assert_exact, assert_labels_agree
+from helpers import assert_cpu_render_exact as check_cpu
 
 
 def test_emulation_model_matches_this_torch():

@@ -17,13 +17,12 @@ import pytest
 import torch
 
 from cases import make_case, near_tie_case, smooth_logits
-from helpers import REPO_ROOT, assert_exact, subprocess_env
-from helpers import assert_cpu_render_exact as check_cpu
-
 from densevid.kernels import hint_lut, render_cpu
 from densevid.kernels.reference import box_xywh_int, colorize_reference, render_labels_reference
 from densevid.kernels.render import colorize
 from densevid.pipeline._errors import DensevidWarning
+from helpers import REPO_ROOT, assert_exact, subprocess_env
+from helpers import assert_cpu_render_exact as check_cpu
 
 
 @pytest.fixture

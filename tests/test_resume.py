@@ -16,12 +16,12 @@ import pytest
 from click.testing import CliRunner
 
 from clips import make_clip, make_image, synthetic_frames
-from helpers import decode_all, run_cli
 from densevid.pipeline import _fingerprint
 from densevid.pipeline._config import SETTINGS, EncodeConfig
 from densevid.pipeline._encode import read_png_text
 from densevid.pipeline._fingerprint import expected_fingerprint, mismatch, stored_fingerprint
 from densevid.pipeline.cli import main
+from helpers import decode_all, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 

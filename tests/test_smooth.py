@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from clips import make_clip, synthetic_frames
-from helpers import assert_exact, decode_all, labels_from_hint, run_cli
 from densevid.kernels.smooth import TemporalSmoother, smooth_labels, smooth_labels_reference
+from helpers import assert_exact, decode_all, labels_from_hint, run_cli
 
 
 def _labels(t, h, w, seed, high=25):
@@ -99,7 +99,8 @@ def test_cli_smoothing_reduces_label_changes_and_keeps_a_static_clip(tmp_path, s
     # a moving clip across batch boundaries: the engine's streamed vote equals the whole-clip one
     moving = make_clip(tmp_path / "moving.mkv", synthetic_frames(11, 48, 64, seed=3))
     assert run_cli(moving, "-o", tmp_path / "m_raw.mkv", *common).exit_code == 0
-    assert run_cli(moving, "-o", tmp_path / "m_smooth.mkv", "--smooth", "5", "--batch-size", "3", *common).exit_code == 0
+    smoothed_run = run_cli(moving, "-o", tmp_path / "m_smooth.mkv", "--smooth", "5", "--batch-size", "3", *common)
+    assert smoothed_run.exit_code == 0
     raw_labels = labels_from_hint(decode_all(tmp_path / "m_raw.mkv")[0])
     smoothed = labels_from_hint(decode_all(tmp_path / "m_smooth.mkv")[0])
     assert_exact(torch.from_numpy(smoothed), smooth_labels(torch.from_numpy(raw_labels), 5))
@@ -107,7 +108,8 @@ def test_cli_smoothing_reduces_label_changes_and_keeps_a_static_clip(tmp_path, s
 
     static = make_clip(tmp_path / "static.mkv", np.stack([frame] * 6))
     assert run_cli(static, "-o", tmp_path / "s_raw.mkv", *common).exit_code == 0
-    assert run_cli(static, "-o", tmp_path / "s_smooth.mkv", "--smooth", "5", "--batch-size", "2", *common).exit_code == 0
+    smoothed_run = run_cli(static, "-o", tmp_path / "s_smooth.mkv", "--smooth", "5", "--batch-size", "2", *common)
+    assert smoothed_run.exit_code == 0
     assert np.array_equal(decode_all(tmp_path / "s_raw.mkv")[0], decode_all(tmp_path / "s_smooth.mkv")[0])
 
 
