@@ -51,6 +51,7 @@ import torch
 from av.video.reformatter import ColorPrimaries, ColorRange, Colorspace, ColorTrc
 
 from ._errors import OutputError, os_reason
+from ._inputs import output_name
 
 # Lossy default. crf 18 is visually lossless for x264 and keeps the hint's flat colour regions and
 # edges clean; preset "fast" is ~2x faster than "medium" for a few % more bits, which is the
@@ -80,9 +81,8 @@ _LOSSLESS_SUFFIXES = (".mkv",)
 
 def default_output_path(input_path: str | os.PathLike, lossless: bool = False, image: bool = False) -> Path:
     """``<stem>_densepose.mp4`` / ``.mkv`` (lossless) / ``.png`` (image input), next to the input."""
-    p = Path(input_path)
-    ext = ".png" if image else (".mkv" if lossless else ".mp4")
-    return p.with_name(f"{p.stem}_densepose{ext}")
+    path = Path(input_path)
+    return path.with_name(output_name(path.name, lossless, image))
 
 
 def check_output_dir(directory: Path) -> None:
@@ -100,7 +100,7 @@ def _prepare_target(path: Path, overwrite: bool) -> Path:
     if path.is_dir():
         raise OutputError(f"output path is a directory: {path}")
     if path.exists() and not overwrite:
-        raise OutputError(f"output exists: {path} (use --overwrite to replace it)")
+        raise OutputError(f"output {path} already exists; pass --overwrite to replace it")
     parent = path.parent
     check_output_dir(parent)
     for _ in range(10):
@@ -124,10 +124,10 @@ def _commit(tmp: Path, path: Path, overwrite: bool) -> None:
         try:
             os.link(tmp, path)  # atomic and never clobbers a file that appeared meanwhile
         except FileExistsError:
-            raise OutputError(f"output exists: {path} (use --overwrite to replace it)") from None
+            raise OutputError(f"output {path} already exists; pass --overwrite to replace it") from None
         except OSError:  # file system without hard links
             if path.exists():
-                raise OutputError(f"output exists: {path} (use --overwrite to replace it)") from None
+                raise OutputError(f"output {path} already exists; pass --overwrite to replace it") from None
             os.replace(tmp, path)
             return
         os.unlink(tmp)

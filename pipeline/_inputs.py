@@ -37,6 +37,15 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".ts", ".mts"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 MEDIA_SUFFIXES = VIDEO_SUFFIXES + IMAGE_SUFFIXES
 OUTPUT_MARK = "_densepose"  # outputs are <stem>_densepose.<ext>; never taken as inputs by a directory walk
+
+
+def output_name(input_name: str, lossless: bool, image: bool) -> str:
+    """The one rule for an output's file name: ``<stem>_densepose.mp4``, ``.mkv`` (lossless) or ``.png``
+    (image input)."""
+    ext = ".png" if image else (".mkv" if lossless else ".mp4")
+    return f"{PurePosixPath(input_name).stem}{OUTPUT_MARK}{ext}"
+
+
 _GLOB_MAGIC = set("*?[")
 
 
@@ -73,9 +82,8 @@ class Job:
         if self.output_file is not None:
             return self.output_file
         image = self.looks_like_image if image is None else image
-        ext = ".png" if image else (".mkv" if lossless else ".mp4")
         rel = PurePosixPath(self.rel)
-        name = f"{PurePosixPath(rel.name).stem}{OUTPUT_MARK}{ext}"
+        name = output_name(rel.name, lossless, image)
         if self.output_dir is not None:
             return self.output_dir.joinpath(*rel.parent.parts, name)
         return self.input_path.with_name(name)
