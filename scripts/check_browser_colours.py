@@ -39,7 +39,7 @@ from densevid.pipeline._encode import VideoWriter  # noqa: E402
 
 SIZES = {"portrait": (910, 512), "square": (512, 512), "landscape": (512, 910)}  # (height, width)
 LABELS = (0, 1, 6, 12, 18, 24)  # the background and parts across the colormap
-TOLERANCE = 3
+TOLERANCE = 3  # as tests/helpers.py H264_FLAT_COLOUR_ATOL: 8-bit limited-range 4:2:0 rounding
 FRAMES = 10
 
 PAGE = """<!doctype html><meta charset="utf-8"><body><script>

@@ -48,7 +48,7 @@ def load_report(path):
     return json.loads(Path(path).read_text())
 
 
-# --- the acceptance cases ------------------------------------------------------------------
+# --- a batch's promises: isolation, resume, report ----------------------------------------------
 
 
 def test_corrupt_input_fails_alone_and_rerun_skips_the_rest(tmp_path, standin_models, monkeypatch):

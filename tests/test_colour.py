@@ -12,13 +12,12 @@ import pytest
 from clips import make_clip, synthetic_frames
 from densevid.kernels import hint_lut
 from densevid.pipeline._encode import VideoWriter
-from helpers import run_cli
+from helpers import H264_FLAT_COLOUR_ATOL, run_cli
 
 # what the tags say, in FFmpeg's numbers (AVColorSpace, AVColorRange, AVColorPrimaries, AVColorTransferCharacteristic)
 SMPTE170M_MATRIX, LIMITED_RANGE, BT709_PRIMARIES, SRGB_TRANSFER = 6, 1, 1, 13
 # Kr, Kb of the YUV matrices FFmpeg can tag
 MATRICES = {1: (0.2126, 0.0722), 5: (0.299, 0.114), 6: (0.299, 0.114)}
-TOLERANCE = 3  # the bound for flat regions
 LABELS = (0, 1, 6, 12, 18, 24)  # background, and parts across the colormap
 SIZES = {"portrait": (910, 512), "square": (512, 512), "landscape": (512, 910)}
 
@@ -76,10 +75,10 @@ def test_h264_is_tagged_and_decodes_to_the_colormap_with_its_tags(tmp_path, shap
     ours = yuv_to_rgb(frame, *tags[:2])
     for decoded in (ours, pyav_rgb.astype(int)):  # PyAV's own conversion honours the tags too
         got = np.array([decoded[y, x] for y, x in centres])
-        assert np.abs(got - colours).max() <= TOLERANCE, (got.tolist(), colours.tolist())
+        assert np.abs(got - colours).max() <= H264_FLAT_COLOUR_ATOL, (got.tolist(), colours.tolist())
     # the tags matter: read with BT.709 (what Chromium assumed for untagged 512x910) the colours are off
     wrong = np.array([yuv_to_rgb(frame, 1, LIMITED_RANGE)[y, x] for y, x in centres])
-    assert np.abs(wrong - colours).max() > TOLERANCE
+    assert np.abs(wrong - colours).max() > H264_FLAT_COLOUR_ATOL
 
 
 def test_preview_and_main_output_of_the_cli_are_tagged(tmp_path, standin_models):
