@@ -1,7 +1,16 @@
+import signal
+
 import pytest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 from helpers import cuda_available
+
+# A shell without job control starts background jobs (`pytest ... &`, nohup in a script) with SIGINT
+# ignored, and children inherit that: the Ctrl-C tests (in-process interrupt_main, SIGINT to a CLI
+# child) would then test the launcher, not densevid. Give this process, and so its children, Python's
+# default Ctrl-C handling back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config, items):
