@@ -22,9 +22,12 @@ from pathlib import Path
 
 import torch
 
+from ._errors import ModelError
 from ._models import DensePoseModel, load_model
 
 log = logging.getLogger(__name__)
+# a model ComfyUI unloads again right after registering it for a run is not getting the room it needs
+LOAD_ROUNDS = 3
 
 
 class DensePoseTorchScript(torch.nn.Module):
@@ -91,7 +94,7 @@ class ResidentModels:
         (ComfyUI unloads other models on that device to make room)."""
         with self._lock:
             self._retired.clear()
-        while True:
+        for _ in range(LOAD_ROUNDS):
             entry = self._entry(path, device, comfy, memory_required)
             if comfy is None:
                 return entry
@@ -101,6 +104,9 @@ class ResidentModels:
                 return entry.densepose
             # ComfyUI unloaded this registered model to make room for the run itself; a new one is not
             # registered yet, so the next round keeps it
+        raise ModelError(f"ComfyUI unloaded {path.name} from {device} {LOAD_ROUNDS} times while loading it for "
+                         f"this run: not enough memory there for the model and "
+                         f"{memory_required / 2**20:.0f} MiB of working memory; free memory or run ComfyUI on the CPU")
 
     def _entry(self, path: Path, device: torch.device, comfy, memory_required: int):
         key = (str(path), str(device))

@@ -431,6 +431,22 @@ def test_a_model_unloaded_while_it_is_registered_is_loaded_again(comfy, model_in
     assert len(comfy.model_management.loaded_models()) == 1  # the unloaded one has left ComfyUI's list
 
 
+def test_a_model_comfyui_keeps_unloading_is_a_clear_error_not_a_loop(comfy, model_in_comfyui, monkeypatch):
+    load_models_gpu = comfy.model_management.load_models_gpu
+    calls = []
+
+    def starved(models, memory_required=0, **kwargs):
+        calls.append(len(models))
+        load_models_gpu(models, memory_required, **kwargs)
+        comfy.model_management.free_memory(1e30, torch.device("cpu"))  # never room for it
+
+    monkeypatch.setattr(comfy.model_management, "load_models_gpu", starved)
+    image = _image(blob_frames(1, 48, 64, seed=8))
+    with pytest.raises(ModelError, match=r"ComfyUI unloaded .* 3 times while loading it.*not enough memory"):
+        DensePose_Preprocessor().execute(image, model=R50, resolution=64)
+    assert len(calls) == 3
+
+
 def test_a_device_densevid_cannot_use_falls_back_to_the_cpu(comfy, model_in_comfyui, monkeypatch, caplog):
     monkeypatch.setattr(comfy.model_management, "get_torch_device", lambda: torch.device("mps"))
     monkeypatch.setattr(node_module, "_warned_devices", set())
