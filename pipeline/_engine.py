@@ -106,9 +106,9 @@ class EncodeJob:
         return self.config.fps if self.config.fps is not None else self.info.fps
 
 
-def frame_plan(info: VideoInfo, config) -> FramePlan:
-    """The framing of this input under this config (ConfigError for a crop box that does not fit)."""
-    return plan_framing(info.height, info.width, size=config.size, fit=config.fit, crop_box=config.crop_box,
+def frame_plan(height: int, width: int, config) -> FramePlan:
+    """The framing of height x width frames under this config (ConfigError for a crop box that does not fit)."""
+    return plan_framing(height, width, size=config.size, fit=config.fit, crop_box=config.crop_box,
                         resolution=config.resolution)
 
 
@@ -119,7 +119,7 @@ def prepare_job(input_path: str | Path, output_path: str | Path | None, config: 
     input_path = Path(input_path)
     info = info if info is not None else probe_video(input_path)
     targets = check_targets(input_path, Path(output_path) if output_path else None, info, config)
-    return EncodeJob(input_path, info, config, frame_plan(info, config), targets)
+    return EncodeJob(input_path, info, config, frame_plan(info.height, info.width, config), targets)
 
 
 def encode_video(input_path: str | Path, output_path: str | Path | None, estimator: DensePoseEstimator,
@@ -174,8 +174,7 @@ def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: E
     if first is None:
         return
     first = _as_frame(first, 0)
-    plan = plan_framing(first.shape[0], first.shape[1], size=config.size, fit=config.fit, crop_box=config.crop_box,
-                        resolution=config.resolution)
+    plan = frame_plan(first.shape[0], first.shape[1], config)
 
     def source() -> Iterator[tuple[np.ndarray, tuple[int, ...]]]:
         yield first, (0,)

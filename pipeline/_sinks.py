@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ._decode import VideoInfo
-from ._encode import VideoWriter, check_output_dir, default_output_path, write_png
+from ._encode import AtomicOutput, VideoWriter, check_output_dir, default_output_path, write_png
 from ._errors import ConfigError, OutputError
 from ._outputs import FramesDirWriter, IuvWriter, check_dir_target, check_file_target
 
@@ -143,7 +143,7 @@ class _Iuv(_Sink):
         self.writer.write(labels, u, v, [float(p * self.time_base) for p in batch.pts])
 
 
-class Sinks:
+class Sinks(AtomicOutput):
     """A job's open outputs. As a context manager: success closes them all (the hint last, so
     that it only appears when the extras are in place), an exception aborts them all."""
 
@@ -168,15 +168,6 @@ class Sinks:
     def abort(self) -> None:
         for sink in self._sinks:
             sink.abort()
-
-    def __enter__(self) -> "Sinks":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def open_sinks(targets: OutputTargets, config, out_hw: tuple[int, int], time_base: Fraction,

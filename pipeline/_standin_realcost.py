@@ -212,11 +212,9 @@ class RealCostCore(nn.Module):
 
     def forward(self, image: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                     torch.Tensor, torch.Tensor, torch.Tensor]:
-        if image.dim() != 3 or image.shape[0] != 3:
-            raise ValueError("expected a CHW image with 3 channels")
+        boxes, scores, coarse, fine, u, v = self.people(image)  # which checks the image is CHW RGB
         h = image.shape[1]
         w = image.shape[2]
-        boxes, scores, coarse, fine, u, v = self.people(image)
         x, resized_h, resized_w = self.preprocess(image)
         dtype = x.dtype
         features = self.backbone(x)
