@@ -23,6 +23,7 @@ from ._models import (
     _hf_cache_dir,
     _hf_offline,
     download_command,
+    find_hub_file,
     hub_endpoint,
     hub_problem,
     load_model,
@@ -107,24 +108,12 @@ PRECISION_RULE = ("float16 weights run in float32 on the CPU and in float16 on C
                   "float32 (in float16 on CUDA with --half)")
 
 
-def _cached_in_hub(filename: str) -> Path | None:
-    import huggingface_hub
-
-    cached = huggingface_hub.try_to_load_from_cache(MODEL_REPO, filename, cache_dir=str(_hf_cache_dir()))
-    return Path(cached) if isinstance(cached, str) and Path(cached).is_file() else None
-
-
 def cached_models(model_dir: str | os.PathLike | None = None) -> list[ModelEntry]:
     """Where each known model would be found without network, in lookup order (model dir, hub cache)."""
-    model_dir = model_dir if model_dir is not None else os.environ.get("DENSEVID_MODEL_DIR")
     entries = []
     for name, filename in MODEL_FILES.items():
-        found, where = None, ""
-        if model_dir and (Path(os.path.expanduser(str(model_dir))) / filename).is_file():
-            found, where = Path(os.path.expanduser(str(model_dir))) / filename, "DENSEVID_MODEL_DIR"
-        else:
-            found = _cached_in_hub(filename)
-            where = "hub cache" if found else ""
+        search = find_hub_file(filename, model_dir, offline=True)  # the lookup encode does, minus the download
+        found, where = search.path, search.source
         entries.append(ModelEntry(name, filename, found, where, found.stat().st_size if found else None,
                                   weights=stored_precision(found) if found else None))
     return entries

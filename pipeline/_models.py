@@ -171,12 +171,14 @@ def resolve_model_path(spec: str, model_dir: str | os.PathLike | None, offline: 
 
 @dataclass(frozen=True)
 class HubSearch:
-    """A hub model file looked for: ``path`` (None: neither found nor downloaded, ``reason`` says why) and
-    where it was looked for, in words."""
+    """A hub model file looked for: ``path`` (None: neither found nor downloaded, ``reason`` says why),
+    where it was looked for, in words, and where it was found: ``source`` "DENSEVID_MODEL_DIR", "hub cache"
+    or "downloaded"."""
 
     path: Path | None
     looked: tuple[str, ...]
     reason: str = ""
+    source: str = ""
 
 
 def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, offline: bool | None = None,
@@ -192,7 +194,7 @@ def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, off
         directory = Path(os.path.expanduser(str(model_dir)))
         candidate = directory / filename
         if candidate.is_file():
-            return HubSearch(candidate, tuple(looked))
+            return HubSearch(candidate, tuple(looked), source="DENSEVID_MODEL_DIR")
         looked.append(f"DENSEVID_MODEL_DIR {directory}")
     else:
         looked.append("DENSEVID_MODEL_DIR (not set)")
@@ -209,15 +211,18 @@ def find_hub_file(filename: str, model_dir: str | os.PathLike | None = None, off
     if huggingface_hub is not None:
         cached = huggingface_hub.try_to_load_from_cache(MODEL_REPO, filename, cache_dir=str(cache_dir))
         if isinstance(cached, str) and Path(cached).is_file():
-            return HubSearch(Path(cached), tuple(looked))
+            return HubSearch(Path(cached), tuple(looked), source="hub cache")
         if not is_offline:
             endpoint = hub_endpoint()
             problem = hub_problem(filename, endpoint)
             if problem is None:
-                target = {"local_dir": str(download_dir)} if download_dir is not None else {"cache_dir": str(cache_dir)}
+                # cache_dir also with local_dir: huggingface_hub copies from that cache when the file is
+                # there, and its own default is the cache of HF_HOME as it was at its import
+                target = {"local_dir": str(download_dir)} if download_dir is not None else {}
                 try:
-                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, endpoint=endpoint, **target)
-                    return HubSearch(Path(downloaded), tuple(looked))
+                    downloaded = huggingface_hub.hf_hub_download(MODEL_REPO, filename, endpoint=endpoint,
+                                                                 cache_dir=str(cache_dir), **target)
+                    return HubSearch(Path(downloaded), tuple(looked), source="downloaded")
                 except Exception as exc:  # network, HTTP, disk and offline-mode errors all end here
                     problem = root_cause(exc)
             reason = f"download failed: {one_line(problem, 200)}"

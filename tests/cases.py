@@ -145,3 +145,24 @@ def sweep_cases(seed: int, count: int):
         if float(torch.rand(1, generator=gen)) < 0.125:
             coarse, fine = coarse.half(), fine.half()
         yield boxes, coarse.contiguous(), fine.contiguous(), height, width
+
+
+# --- images of "people" for the stand-in models: bright rectangles on a dark background ------------
+
+H, W = 256, 448
+
+
+def scene(blobs, background=20, h=H, w=W) -> torch.Tensor:
+    """uint8 HWC RGB image: a dark background with bright rectangles (y0, x0, y1, x1, rgb)."""
+    image = torch.full((h, w, 3), background, dtype=torch.uint8)
+    for y0, x0, y1, x1, rgb in blobs:
+        image[y0:y1, x0:x1] = torch.tensor(rgb, dtype=torch.uint8)
+    return image
+
+
+ONE = scene([(60, 150, 200, 230, (200, 180, 160))])
+# two people side by side: their boxes overlap
+TWO = scene([(40, 120, 220, 180, (220, 200, 180)), (50, 240, 230, 300, (190, 210, 230))])
+# three people, one cut by the right and bottom borders
+THREE = scene([(20, 20, 140, 90, (220, 200, 180)), (80, 190, 250, 260, (200, 220, 200)),
+                (100, 370, 256, 448, (250, 250, 250))])

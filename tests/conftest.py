@@ -3,7 +3,7 @@ import signal
 import pytest
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
-from helpers import cuda_available
+from helpers import cuda_available, use_private_hf_home
 
 # A shell without job control starts background jobs (`pytest ... &`, nohup in a script) with SIGINT
 # ignored, and children inherit that: the Ctrl-C tests (in-process interrupt_main, SIGINT to a CLI
@@ -44,6 +44,8 @@ def tuple_model(standin_models):
 
 @pytest.fixture(autouse=True)
 def _no_hub(monkeypatch, tmp_path_factory):
-    """Tests never reach the hub: offline mode and an empty private cache unless a test sets its own."""
+    """Tests never reach the hub: offline mode and an empty private cache unless a test sets its own
+    (so no test finds a model file another test downloaded, nor the user's own cache)."""
+    use_private_hf_home(monkeypatch, tmp_path_factory.mktemp("hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("DENSEVID_MODEL_DIR", raising=False)

@@ -7,6 +7,8 @@ import hashlib
 import http.server
 import threading
 
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the hub's commit of every file (X-Repo-Commit)
+
 
 class FakeHub:
     def __init__(self, repo: str, files: dict[str, bytes]) -> None:
@@ -29,7 +31,7 @@ class FakeHub:
                 self.send_response(200)
                 self.send_header("Content-Length", str(len(data)))
                 self.send_header("ETag", '"' + hashlib.sha256(data).hexdigest() + '"')
-                self.send_header("X-Repo-Commit", "0123456789abcdef0123456789abcdef01234567")
+                self.send_header("X-Repo-Commit", COMMIT)
                 self.end_headers()
                 if with_body:
                     self.wfile.write(data)

@@ -136,3 +136,30 @@ def decode_all(path):
             frames.append(frame.to_ndarray(format="rgb24"))
             seconds.append(float(frame.pts * stream.time_base))
     return np.stack(frames), seconds
+
+
+# --- a private Hugging Face home -----------------------------------------------------------------
+
+def use_private_hf_home(monkeypatch, tmp_path) -> Path:
+    """HF_HOME in tmp_path, with no cache override that would bypass it; returns the HF_HOME."""
+    home = tmp_path / "hf_home"
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    return home
+
+
+def populate_hub_cache(home, filename, payload=b"weights") -> None:
+    """The real huggingface_hub cache layout for MODEL_REPO, with one file at the fake hub's commit."""
+    from densevid.pipeline._models import MODEL_REPO
+    from fake_hub import COMMIT as commit
+
+    repo_dir = home / "hub" / ("models--" + MODEL_REPO.replace("/", "--"))
+    (repo_dir / "refs").mkdir(parents=True)
+    (repo_dir / "refs" / "main").write_text(commit)
+    blob = repo_dir / "blobs" / "fakeblobsha"
+    blob.parent.mkdir()
+    blob.write_bytes(payload)
+    snapshot = repo_dir / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / filename).symlink_to(blob)

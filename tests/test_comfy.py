@@ -140,6 +140,7 @@ from densevid.pipeline import _comfy_memory  # noqa: E402
 from densevid.pipeline import comfy as node_module
 from densevid.pipeline._models import MODEL_REPO, PATH_SUFFIXES  # noqa: E402
 from fake_hub import FakeHub  # noqa: E402
+from helpers import populate_hub_cache  # noqa: E402
 
 AUX_DIR = "custom_nodes/comfyui_controlnet_aux/ckpts/LayerNorm/DensePose-TorchScript-with-hint-image"
 
@@ -278,6 +279,26 @@ def test_missing_hub_file_is_downloaded_into_comfyuis_folder(comfy, monkeypatch,
         DensePose_Preprocessor().execute(image, model=R50, resolution=64)
         assert len(hub.downloads()) == 1
         assert DensePose_Preprocessor.INPUT_TYPES()["optional"]["model"][0] == [R50, R101]
+    finally:
+        hub.close()
+
+
+def test_download_ignores_the_hub_cache_huggingface_hub_fixed_at_its_import(comfy, monkeypatch, tmp_path,
+                                                                            standin_models):
+    # huggingface_hub fixes its default cache at import (HF_HOME then); a local-dir download copies from
+    # that cache when it holds the file at the hub's commit. densevid's cache is HF_HOME as it is now.
+    import huggingface_hub.constants
+
+    stale_home = tmp_path / "hf_home_at_import"
+    populate_hub_cache(stale_home, R50, payload=b"not these weights")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(stale_home / "hub"))
+    hub = FakeHub(MODEL_REPO, {R50: standin_models["tuple"].read_bytes()})
+    try:
+        _online(monkeypatch, hub.url)
+        DensePose_Preprocessor().execute(_image(blob_frames(1, 48, 64, seed=2)), model=R50, resolution=64)
+        assert hub.downloads() == [f"/{MODEL_REPO}/resolve/main/{R50}"]
+        downloaded = comfy.folder_paths.get_full_path("densepose", R50)
+        assert open(downloaded, "rb").read() == standin_models["tuple"].read_bytes()
     finally:
         hub.close()
 

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 import make_standin_models
+from cases import ONE, THREE, TWO, H, W, scene
 from densevid.pipeline import _models
 from densevid.pipeline._errors import ModelError, one_line
 from densevid.pipeline._models import MODEL_FILES, MODEL_REPO, DensePoseModel, load_model, resolve_model_path
-
-H, W = 256, 448
-
-
-def _scene(blobs, background=20, h=H, w=W) -> torch.Tensor:
-    """uint8 HWC RGB image: a dark background with bright rectangles (y0, x0, y1, x1, rgb)."""
-    image = torch.full((h, w, 3), background, dtype=torch.uint8)
-    for y0, x0, y1, x1, rgb in blobs:
-        image[y0:y1, x0:x1] = torch.tensor(rgb, dtype=torch.uint8)
-    return image
-
-
-ONE = _scene([(60, 150, 200, 230, (200, 180, 160))])
-# two people side by side: their boxes overlap
-TWO = _scene([(40, 120, 220, 180, (220, 200, 180)), (50, 240, 230, 300, (190, 210, 230))])
-# three people, one cut by the right and bottom borders
-THREE = _scene([(20, 20, 140, 90, (220, 200, 180)), (80, 190, 250, 260, (200, 220, 200)),
-                (100, 370, 256, 448, (250, 250, 250))])
+from helpers import populate_hub_cache, use_private_hf_home
 
 
 def _tuple_run(model, image_hwc):
@@ -81,15 +64,15 @@ def test_standin_boxes_overlap_and_reach_the_border(tuple_model):
 
 
 def test_standin_box_follows_the_person(tuple_model):
-    left = _tuple_run(tuple_model, _scene([(60, 40, 200, 120, (200, 200, 200))]))[0]
-    right = _tuple_run(tuple_model, _scene([(60, 300, 200, 380, (200, 200, 200))]))[0]
+    left = _tuple_run(tuple_model, scene([(60, 40, 200, 120, (200, 200, 200))]))[0]
+    right = _tuple_run(tuple_model, scene([(60, 300, 200, 380, (200, 200, 200))]))[0]
     assert left.shape == right.shape == (1, 4)
     assert right[0, 0] - left[0, 0] > 200
 
 
 def test_standin_logits_depend_on_content(tuple_model):
     a = _tuple_run(tuple_model, ONE)
-    b = _tuple_run(tuple_model, _scene([(60, 150, 200, 230, (40, 90, 230))]))
+    b = _tuple_run(tuple_model, scene([(60, 150, 200, 230, (40, 90, 230))]))
     assert a[0].shape == b[0].shape == (1, 4)
     assert not torch.equal(a[2], b[2])
 
@@ -142,15 +125,6 @@ def test_standin_cli_writes_both_styles(tmp_path):
 
 # --- resolution ------------------------------------------------------------------------------------
 
-def use_private_hf_home(monkeypatch, tmp_path) -> Path:
-    """HF_HOME in tmp_path, with no cache override that would bypass it; returns the HF_HOME."""
-    home = tmp_path / "hf_home"
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
-    return home
-
-
 @pytest.fixture
 def hub(monkeypatch, tmp_path):
     """A private HF_HOME, offline, and a hf_hub_download that fails the test if anything calls it."""
@@ -166,20 +140,6 @@ def hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_network)
     return home, calls
-
-
-def _populate_cache(home, filename, payload=b"weights") -> None:
-    """The real huggingface_hub cache layout for MODEL_REPO, with one file at a fake commit."""
-    repo_dir = home / "hub" / ("models--" + MODEL_REPO.replace("/", "--"))
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    (repo_dir / "refs").mkdir(parents=True)
-    (repo_dir / "refs" / "main").write_text(commit)
-    blob = repo_dir / "blobs" / "fakeblobsha"
-    blob.parent.mkdir()
-    blob.write_bytes(payload)
-    snapshot = repo_dir / "snapshots" / commit
-    snapshot.mkdir(parents=True)
-    (snapshot / filename).symlink_to(blob)
 
 
 def test_resolve_local_path(tmp_path, hub):
@@ -228,7 +188,7 @@ def test_resolve_offline_argument_wins_over_environment(monkeypatch, hub):
 
 def test_resolve_offline_cache_hit(hub):
     home, calls = hub
-    _populate_cache(home, MODEL_FILES["r101"])
+    populate_hub_cache(home, MODEL_FILES["r101"])
     path = resolve_model_path("r101", None)
     assert path.name == MODEL_FILES["r101"] and path.read_bytes() == b"weights"
     assert str(path).startswith(str(home))

@@ -7,12 +7,11 @@ import shutil
 
 import pytest
 from click.testing import CliRunner
-from test_models import _populate_cache, use_private_hf_home
 
 from clips import make_clip, synthetic_frames
 from densevid.pipeline._models import MODEL_FILES, MODEL_REPO
 from densevid.pipeline.cli import main
-from helpers import run_cli
+from helpers import populate_hub_cache, run_cli, use_private_hf_home
 
 
 @pytest.fixture
@@ -119,7 +118,7 @@ def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypat
 
     from densevid.pipeline._modelcache import PRECISION_RULE, format_size
 
-    _populate_cache(hf_home, MODEL_FILES["r101"], payload=standin_models["tuple"].read_bytes())
+    populate_hub_cache(hf_home, MODEL_FILES["r101"], payload=standin_models["tuple"].read_bytes())
     model_dir = tmp_path / "models"
     model_dir.mkdir()
     half = model_dir / MODEL_FILES["r50"]

@@ -10,10 +10,10 @@ import warnings
 
 import pytest
 import torch
-from test_models import ONE, THREE
 
 import helpers  # noqa: F401  (puts scripts/ on sys.path)
 import make_standin_models
+from cases import ONE, THREE
 from densevid.kernels import hint_lut, render_hint
 from densevid.pipeline._models import DICT_KEYS, ModelWarning, load_model, rpn_size_order_bug
 from densevid.pipeline._standin_realcost import RealCostCore, realcost_core
