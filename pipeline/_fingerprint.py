@@ -86,11 +86,10 @@ def _json_value(value):
     return str(value)
 
 
-def effective_settings(config: EncodeConfig, *, cmap: str, half: bool) -> dict:
+def effective_settings(config: EncodeConfig) -> dict:
     """The output settings of a run, as JSON values (``model`` is the model identity, kept apart)."""
     settings = {s.name: _json_value(getattr(config, s.name)) for s in SETTINGS if s.output and s.name != "model"}
-    settings["cmap"] = cmap
-    settings["half"] = half
+    settings["half"] = _half(config)
     if config.resolution is None and config.size is None:
         settings["resolution"] = DEFAULT_RESOLUTION
     if config.fit is None and config.size is not None:
@@ -98,18 +97,16 @@ def effective_settings(config: EncodeConfig, *, cmap: str, half: bool) -> dict:
     return settings
 
 
-def make_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, model_path: str | os.PathLike, *,
-                     cmap: str, half: bool) -> str:
+def make_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, model_path: str | os.PathLike) -> str:
     data = {"format": FORMAT_VERSION, "input": input_identity(input_path), "model": model_identity(model_path),
-            "settings": effective_settings(config, cmap=cmap, half=half)}
+            "settings": effective_settings(config)}
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
 
 
 def run_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, estimator) -> str:
-    """The fingerprint of an encode: ``config``'s settings with the estimator's model, colormap and
-    precision (those of the estimator always apply, see ``encode_video``)."""
-    return make_fingerprint(input_path, config, estimator.model.path, cmap=estimator.config.cmap,
-                            half=_half(estimator.config))
+    """The fingerprint of an encode: ``config``'s settings (every setting of a run comes from its config,
+    see ``encode_video``) with the loaded model's file."""
+    return make_fingerprint(input_path, config, estimator.model.path)
 
 
 def expected_fingerprint(input_path: str | os.PathLike, config: EncodeConfig) -> str:
@@ -118,7 +115,7 @@ def expected_fingerprint(input_path: str | os.PathLike, config: EncodeConfig) ->
     from ._models import resolve_model_path
 
     model_path = resolve_model_path(config.model, config.model_dir)
-    return make_fingerprint(input_path, config, model_path, cmap=config.cmap, half=_half(config))
+    return make_fingerprint(input_path, config, model_path)
 
 
 def _half(config: EncodeConfig) -> bool:
