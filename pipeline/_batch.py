@@ -150,7 +150,7 @@ class EstimatorCache:
             try:
                 self._estimator = DensePoseEstimator.from_config(self.config)
             except DensevidError as error:
-                raise BatchAbort(" ".join(str(error).split())) from error  # whole: it names the fix
+                raise BatchAbort(one_line(error)) from error  # whole (no limit): it names the fix
             self.loads += 1
         return self._estimator
 

@@ -80,12 +80,12 @@ def root_cause(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for index in range(len(lines) - 1, -1, -1):
         if _EXCEPTION_LINE.match(lines[index]):
-            return " ".join(" ".join(lines[index:]).split())
+            return one_line(" ".join(lines[index:]))
     if not lines:
         return type(exc).__name__
     if len(lines) > 1 and lines[0].startswith("The following operation failed in the TorchScript interpreter"):
         return f"{type(exc).__name__}: {lines[-1]}"
-    return f"{type(exc).__name__}: {' '.join(' '.join(lines).split())}"
+    return f"{type(exc).__name__}: {one_line(' '.join(lines))}"
 
 
 def _hf_offline() -> bool:
