@@ -217,16 +217,22 @@ def test_outputs_to_compare_but_no_model_stops_the_batch_in_one_line(tmp_path, c
 # --- the README's MagicAnimate recipe, run as written, in one directory ------------------------------
 
 
-def recipe_lines() -> list[str]:
+def readme_lines(heading: str) -> list[str]:
+    """The lines of the README's bash block that follows ``heading``."""
     text = (ROOT / "README.md").read_text()
-    block = re.search(r"### MagicAnimate recipe\s+```bash\n(.*?)```", text, re.S).group(1)
+    block = re.search(re.escape(heading) + r"\s+```bash\n(.*?)```", text, re.S).group(1)
     return [line for line in block.splitlines() if line.strip()]
+
+
+def recipe_lines() -> list[str]:
+    return readme_lines("### MagicAnimate recipe")
 
 
 def test_readme_magicanimate_recipe_lines_each_do_what_they_say(tmp_path, standin_models, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # a portrait clip: line 1 crops it, line 2 pads it
     make_clip(tmp_path / "dance.mp4", synthetic_frames(3, 80, 48, seed=7, black_every=0), codec="libx264")
+    main_job = readme_lines("Run the main job:")[0]  # a new user runs it first, in the same directory
     lines = recipe_lines()
     assert len(lines) == 3
 
@@ -237,15 +243,15 @@ def test_readme_magicanimate_recipe_lines_each_do_what_they_say(tmp_path, standi
                                          "--quiet"])
 
     written = []
-    for line in lines:
+    for line in [main_job, *lines]:
         result = run(line)
         assert result.exit_code == 0, (line, result.output)
         new = sorted(p.name for p in tmp_path.iterdir() if p.name not in written and p.name != "dance.mp4")
         assert new, f"{line!r} wrote nothing"
         written += new
-    assert sorted(written) == sorted(["dance_densepose.mp4", "dance_pad.mp4", "dance_train.mp4", "dance_png",
-                                      "dance_iuv.npz", "dance_cmp.mp4"])
-    crop, _ = decode_all(tmp_path / "dance_densepose.mp4")
+    assert sorted(written) == sorted(["dance_densepose.mp4", "dance_crop.mp4", "dance_pad.mp4", "dance_train.mp4",
+                                      "dance_png", "dance_iuv.npz", "dance_cmp.mp4"])
+    crop, _ = decode_all(tmp_path / "dance_crop.mp4")
     pad, _ = decode_all(tmp_path / "dance_pad.mp4")
     assert crop.shape == pad.shape == (3, 512, 512, 3)
     # pad: the 48x80 frame's long side is 512, so columns left and right of its 307 are background
@@ -253,16 +259,16 @@ def test_readme_magicanimate_recipe_lines_each_do_what_they_say(tmp_path, standi
     assert np.abs(pad[:, :, :100].astype(int) - background).max() <= 3
     assert np.abs(pad[:, :, -100:].astype(int) - background).max() <= 3
     assert json.loads(stored_fingerprint(tmp_path / "dance_pad.mp4"))["settings"]["fit"] == "pad"
-    assert json.loads(stored_fingerprint(tmp_path / "dance_densepose.mp4"))["settings"]["fit"] == "crop"
+    assert json.loads(stored_fingerprint(tmp_path / "dance_crop.mp4"))["settings"]["fit"] == "crop"
     np.testing.assert_array_equal(decode_all(tmp_path / "dance_train.mp4")[0], crop)  # line 3 = line 1 + training data
     assert len(list((tmp_path / "dance_png").glob("*.png"))) == 3 and decode_all(tmp_path / "dance_cmp.mp4")[0].shape \
         == (3, 512, 1024, 3)
 
     # rerunning the recipe redoes nothing
     before = snapshot(*(tmp_path / name for name in written))
-    for line in lines:
+    for line in [main_job, *lines]:
         assert run(line).exit_code == 0
     assert snapshot(*(tmp_path / name for name in written)) == before
-    # and line 2 without its own -o (the old README) is refused instead of leaving the crop in place
-    result = run(line=re.sub(r"\s-o \S+", "", lines[1]))
+    # and line 2 into line 1's output (as the old README had it) is refused instead of leaving the crop in place
+    result = run(line=re.sub(r"\s-o \S+", " -o dance_crop.mp4", lines[1]))
     assert result.exit_code == 1 and "--fit crop there, pad now" in result.output
