@@ -7,7 +7,7 @@ which starts without importing torch.
 
 from __future__ import annotations
 
-import importlib
+from .._base import lazy_exports
 
 _EXPORTS = {
     "CMAP_NAMES": ".colormaps", "COLORMAPS": ".colormaps", "background_rgb": ".colormaps", "hint_lut": ".colormaps",
@@ -17,15 +17,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

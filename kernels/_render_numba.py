@@ -155,7 +155,7 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
     plane = Sh * Sw
     flat = fine.reshape(n_fine, plane)
     # per sample: the top fine channel and whether it leads the runner-up by more than the margin
-    # (branch-free loop over contiguous planes: it vectorises)
+    # branch-free loop over contiguous planes: it vectorises
     top1 = flat[0].copy()
     top2 = np.full(plane, -np.inf, np.float32)
     best_flat = np.zeros(plane, np.uint8)
@@ -200,7 +200,7 @@ def render_instance(coarse, fine, x, y, w, h, cx0, cy0, cx1, cy1, c_margin, f_ma
     ci0, cw0, cw1 = _taps(Sw, w, cx0 - x, n_cols)
 
     # decided pixels: the code row of each source row, gathered once, written to its output rows
-    # (labels 1..254 painted; 0 keeps what is below, _MIXED is done per cell below)
+    # labels 1..254 painted; 0 keeps what is below, _MIXED is done per cell below
     gathered = np.empty(n_cols, np.uint8)
     j = 0
     while j < n_rows:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from . import render_cpu
-from .parts import N_COARSE_CHANNELS, N_FINE_CHANNELS, N_PART_LABELS
+from .parts import N_PART_LABELS, check_charts
 from .reference import colorize_reference, render_labels_reference
 from .render_cpu import render_labels_cpu
 
@@ -41,16 +41,9 @@ def _validate(boxes_xyxy, coarse_segm, fine_segm, height, width, backend) -> Non
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if int(height) < 1 or int(width) < 1:
         raise ValueError(f"height and width must be >= 1, got {height}x{width}")
-    if boxes_xyxy.ndim != 2 or boxes_xyxy.shape[1] != 4:
-        raise ValueError(f"boxes_xyxy must have shape [N, 4], got {list(boxes_xyxy.shape)}")
-    n = boxes_xyxy.shape[0]
-    if coarse_segm.ndim != 4 or coarse_segm.shape[0] != n or coarse_segm.shape[1] != N_COARSE_CHANNELS:
-        raise ValueError(f"coarse_segm must have shape [{n}, {N_COARSE_CHANNELS}, S, S], "
-                         f"got {list(coarse_segm.shape)}")
-    if fine_segm.ndim != 4 or fine_segm.shape[0] != n or fine_segm.shape[1] != N_FINE_CHANNELS:
-        raise ValueError(f"fine_segm must have shape [{n}, {N_FINE_CHANNELS}, S, S], "
-                         f"got {list(fine_segm.shape)}")
+    check_charts(boxes_xyxy, coarse_segm, fine_segm)
     if coarse_segm.shape[2:] != fine_segm.shape[2:] or min(coarse_segm.shape[2:]) < 1:
+        # the renders need one grid even for no instances (N = 0)
         raise ValueError(f"coarse_segm and fine_segm must share a spatial size S x S >= 1, "
                          f"got {list(coarse_segm.shape[2:])} and {list(fine_segm.shape[2:])}")
     for name, t in (("coarse_segm", coarse_segm), ("fine_segm", fine_segm)):
@@ -101,20 +94,22 @@ def _word_table(lut_rgb: torch.Tensor) -> torch.Tensor:
 
 
 def colorize(labels: torch.Tensor, lut_rgb: torch.Tensor) -> torch.Tensor:
-    """uint8 [H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [H, W], lut uint8 [n, 3]); a label past
-    the table raises IndexError.
+    """uint8 [..., H, W, 3] = ``lut_rgb[labels]`` (labels uint8 [..., H, W]: one map or a batch of them, lut
+    uint8 [n, 3]); a label past the table raises IndexError.
 
     Labels on the CPU use the compiled kernel: one int32 lookup per 4 pixels (3 words of
-    :func:`_word_table`) instead of one 3-byte row gather per pixel. Elsewhere, or without numba,
-    the plain lookup (:func:`kernels.reference.colorize_reference`).
+    :func:`_word_table`) instead of one 3-byte row gather per pixel; a batch is one [B * H, W] map to it.
+    Elsewhere, or without numba, the plain lookup (:func:`kernels.reference.colorize_reference`).
     """
     lut_rgb = lut_rgb.to(dtype=torch.uint8)
     kernels = render_cpu.compiled_kernels() if labels.device.type == "cpu" else None
-    if kernels is None or labels.dim() != 2 or labels.dtype != torch.uint8:
+    if kernels is None or labels.dim() < 2 or labels.dtype != torch.uint8 or labels.numel() == 0:
         return colorize_reference(labels, lut_rgb)
     lut_rgb = lut_rgb.cpu().contiguous()
     out = torch.empty((*labels.shape, 3), dtype=torch.uint8)
-    kernels.colorize_into(labels.contiguous().numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.numpy())
+    rows = labels.contiguous().reshape(-1, labels.shape[-1])  # the kernel's one compiled form: 2-D
+    kernels.colorize_into(rows.numpy(), lut_rgb.numpy(), _word_table(lut_rgb).numpy(), out.view(-1, rows.shape[1], 3)
+                          .numpy())
     return out
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..pipeline._errors import DensevidWarning
+from .._base import DensevidWarning
 from .parts import N_FINE_CHANNELS
 from .reference import instance_labels_reference, render_labels_reference, visible_box
 
@@ -91,7 +91,7 @@ def compiled_kernels():
                 raise
             kernels = _load_kernels_module(cache=False)  # compile in each process instead
             kernels.warm_up()
-    except Exception as exc:  # noqa: BLE001 -- any failure means: use the reference (same output)
+    except Exception as exc:  # any failure means: use the reference (same output)
         warnings.warn(f"the compiled CPU render is unavailable ({type(exc).__name__}: {exc}): the CPU render "
                       "runs the plain reference render (slower, same output)", DensevidWarning, stacklevel=2)
         return None

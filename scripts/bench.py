@@ -2,7 +2,7 @@
 
 One run prints two markdown tables, each measured on the same input and model:
 
-1. **Model-bound** (the real-cost stand-in, ``densevid.pipeline._standin_realcost``: a DensePose
+1. **Model-bound** (the real-cost stand-in, ``densevid.pipeline.models.save_realcost``: a DensePose
    R-CNN of the real exports' architecture and cost, generated into a temp dir unless --model):
    (m) the model alone on the frames already resized and padded: one call at a time with all of
        torch's threads, then N calls at once in N threads (torch's threads split between them; on
@@ -13,7 +13,7 @@ One run prints two markdown tables, each measured on the same input and model:
    (w) on CUDA, or with --workers-list: ``encode_video`` in this process for each N, with the
        GPU-busy fraction (seconds in which a model call runs on the device, from CUDA events / wall);
    (n) a naive serial loop doing what the ComfyUI node does per frame.
-2. **I/O-bound** (the cheap stand-in, ``scripts/make_standin_models.save_standin``), as whole
+2. **I/O-bound** (the cheap stand-in, ``densevid.pipeline.models.save_standin``), as whole
    processes: (a) the I/O floor: decode (PyAV) + resize/pad (``resize_and_pad``) + H.264 encode of
    the resized frames with the ``VideoWriter`` settings, no model; (b) `densevid encode`, start-up
    included. Then the peak RSS of (b) on the clip and on the clip looped 10x (bounded memory).
@@ -43,7 +43,6 @@ from fractions import Fraction
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
 
 DEFAULT_INPUT = ROOT.parent / "shared" / "data" / "dance_576x1024.mp4"
 RESOLUTION = 512
@@ -58,7 +57,7 @@ LOOPS = 10
 def encode_child(argv: list[str]) -> None:
     """`densevid encode ARGV` through the CLI's own main; prints the EncodeResult's stage times and
     this process's peak RSS as one JSON line (stderr is left to the CLI)."""
-    import densevid.pipeline._engine as engine
+    import densevid.pipeline.engine as engine
 
     results = []
     real = engine.encode_job
@@ -68,7 +67,7 @@ def encode_child(argv: list[str]) -> None:
         results.append(result)
         return result
 
-    engine.encode_job = spy  # _batch.run_job imports it when called
+    engine.encode_job = spy  # the batch runner imports it from the engine package when called
     from densevid.pipeline.cli import main
 
     try:
@@ -159,8 +158,8 @@ def source_clip(args, tmp: Path) -> tuple[Path, str]:
         return args.input, ""
     if DEFAULT_INPUT.exists():
         return DEFAULT_INPUT, ""
-    sys.path.insert(0, str(ROOT / "tests"))
-    from clips import make_clip, synthetic_frames
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' clip generator (support.clips)
+    from support.clips import make_clip, synthetic_frames
 
     clip = make_clip(tmp / "generated_576x1024.mp4", synthetic_frames(180, 1024, 576), fps=25, codec="libx264",
                      options={"crf": "18", "preset": "fast"})
@@ -178,9 +177,8 @@ def capped_clip(clip: Path, frames: int | None, path: Path) -> tuple[Path, int]:
 def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float]:
     import numpy as np
 
-    from densevid.pipeline._decode import iter_frame_batches, probe_video
-    from densevid.pipeline._encode import VideoWriter
-    from densevid.pipeline._preprocess import resize_and_pad, resized_size
+    from densevid.pipeline.engine import resize_and_pad, resized_size
+    from densevid.pipeline.io import VideoWriter, iter_frame_batches, probe_video
 
     info = probe_video(clip)
     hint_h, hint_w = resized_size(info.height, info.width, RESOLUTION)
@@ -193,7 +191,7 @@ def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float
             for batch in iter_frame_batches(clip, batch_size=batch_size):
                 resized = [resize_and_pad(f, RESOLUTION)[0][:hint_h, :hint_w] for f in batch.frames_rgb.numpy()]
                 q.put((np.stack(resized), batch.pts))
-        except BaseException as error:  # noqa: BLE001 - re-raised below
+        except BaseException as error:  # re-raised below
             errors.append(error)
         finally:
             q.put(end)
@@ -216,7 +214,7 @@ def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float
 # -- the model alone ----------------------------------------------------------------------------
 
 def padded_frames(clip: Path, count: int):
-    from densevid.pipeline._preprocess import resize_and_pad
+    from densevid.pipeline.engine import resize_and_pad
 
     frames, _ = decode_frames(clip, count)
     return [resize_and_pad(f, RESOLUTION)[0] for f in frames]
@@ -247,7 +245,7 @@ def model_alone(model, images, workers: int, threads: int | None, frames: int) -
                     model.detect(uploaded[i % len(uploaded)])
                     if stream is not None:
                         stream.synchronize()
-        except BaseException as error:  # noqa: BLE001 - re-raised below
+        except BaseException as error:  # re-raised below
             errors.append(error)
 
     previous = torch.get_num_threads()
@@ -282,8 +280,8 @@ def run_naive(clip: Path, out: Path, model_path: Path, device, limit: int | None
     import torch.nn.functional as F
     import torchvision  # noqa: F401  (the models call torchvision::nms)
 
-    from densevid.pipeline._decode import probe_video
-    from densevid.pipeline._preprocess import padded_size, resized_size
+    from densevid.pipeline.engine import padded_size, resized_size
+    from densevid.pipeline.io import probe_video
 
     with warnings.catch_warnings():  # torch.jit.load's deprecation notice; the node loads TorchScript this way
         warnings.simplefilter("ignore", FutureWarning)
@@ -362,13 +360,13 @@ def stage_text(stages: dict, wall: float, frames: int) -> str:
 def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     import torch
 
-    from densevid.pipeline._models import load_model
-    from densevid.pipeline._workers import plan_workers
+    from densevid.pipeline.engine import plan_workers
+    from densevid.pipeline.models import load_model
 
     if args.model is not None:
         model_path = args.model
     else:
-        from densevid.pipeline._standin_realcost import save_realcost
+        from densevid.pipeline.models import save_realcost
 
         out(f"generating the real-cost stand-in (R{args.depth}, tuple style) ...")
         model_path = save_realcost(tmp / f"realcost_r{args.depth}.torchscript", "tuple", args.depth)
@@ -381,7 +379,7 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     model = load_model(model_path, device, half=args.half)
     images = padded_frames(clip_e, min(n_frames, 8))
     model_alone(model, images, 1, None, 2)  # warm-up outside the timer: TorchScript's profiling runs
-    rows = []  # (label, frames, seconds)
+    rows = []  # label, frames, seconds
     per = max(1, args.model_frames)
     sec = model_alone(model, images, 1, None, per)
     rows.append((f"(m) model alone, one call at a time ({budget} threads)" if not on_cuda else
@@ -410,7 +408,7 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     sweep = []
     if on_cuda or args.workers_list:
         from densevid import DensePoseEstimator, EncodeConfig
-        from densevid.pipeline._engine import encode_video
+        from densevid.pipeline.engine import encode_video
 
         for n in tried:
             config = EncodeConfig(model=str(model_path), resolution=RESOLUTION, device=str(device), half=args.half,
@@ -424,7 +422,7 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     try:
         n_frames_done, n_sec = run_naive(clip_e, tmp / "naive.mp4", model_path, device, naive_frames)
         naive = n_frames_done / n_sec
-    except Exception as error:  # noqa: BLE001 - the other rows are still worth printing
+    except Exception as error:  # the other rows are still worth printing
         out(f"(n) naive node loop failed: {type(error).__name__}: {' '.join(str(error).split())[-300:]}")
         n_frames_done, n_sec, naive = 0, 0.0, None
 
@@ -474,7 +472,7 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
 
 
 def io_bound(args, tmp: Path, clip: Path, device, out) -> None:
-    from make_standin_models import save_standin
+    from densevid.pipeline.models import save_standin
 
     model_path = save_standin(tmp / "standin_tuple.torchscript", style="tuple", seed=0)
     clip_s, n_frames = capped_clip(clip, args.small_frames, tmp / "io_bound.mp4")
@@ -563,7 +561,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from densevid.pipeline._config import resolve_device
+    from densevid.pipeline.config import resolve_device
 
     device = resolve_device(args.device)
     lines: list[str] = []

@@ -73,7 +73,7 @@ def main() -> None:
     def cpu_hint(b, c, f, h, w):
         return render_hint(b, c, f, h, w, lut, backend="cpu")
 
-    # (name, function, repeats, device)
+    # name, function, repeats, device
     rows = [("reference", render_labels_reference, 5, "cpu")]
     if compiled_kernels() is not None:
         rows += [("cpu", render_labels_cpu, 50, "cpu"), ("cpu+lut", cpu_hint, 50, "cpu")]

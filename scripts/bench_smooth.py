@@ -25,19 +25,18 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' clip generator (support.clips)
 
-from dataclasses import replace  # noqa: E402
+from dataclasses import replace  # noqa: I001  (after the sys.path lines above)
 
-from densevid import DensePoseEstimator, EncodeConfig, encode_video  # noqa: E402
-from densevid.kernels.smooth import smooth_labels  # noqa: E402
+from densevid import DensePoseEstimator, EncodeConfig, encode_video
+from densevid.kernels.smooth import smooth_labels
 
 DANCE = ROOT.parent / "shared" / "data" / "dance_576x1024.mp4"
 
 
 def labels_of(path: Path, cmap: str) -> np.ndarray:
-    from helpers import decode_all, labels_from_hint
+    from support.helpers import decode_all, labels_from_hint
 
     frames, _ = decode_all(path)
     return labels_from_hint(frames, cmap)
@@ -58,17 +57,17 @@ def main() -> None:
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
     warnings.simplefilter("ignore", FutureWarning)
-    import make_standin_models
+    from densevid.pipeline.models import save_standin
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         source = args.input
         if source is None:
-            from clips import make_clip, synthetic_frames
+            from support.clips import make_clip, synthetic_frames
 
             source = make_clip(tmp / "generated.mkv", synthetic_frames(90, 1024, 576, seed=0, black_every=0))
         model = tmp / "standin.torchscript"
-        make_standin_models.save_standin(model, style="tuple", seed=0)
+        save_standin(model, style="tuple", seed=0)
         base = EncodeConfig(model=str(model), resolution=args.resolution, device=args.device, lossless=True,
                             progress=False)
         estimator = DensePoseEstimator.from_config(base)

@@ -34,10 +34,10 @@ import av
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the checkout's parent: `import densevid`
-from densevid.kernels import hint_lut  # noqa: E402
-from densevid.pipeline._encode import VideoWriter  # noqa: E402
+from densevid.kernels import hint_lut  # noqa: I001  (after the sys.path line above)
+from densevid.pipeline.io import VideoWriter
 
-SIZES = {"portrait": (910, 512), "square": (512, 512), "landscape": (512, 910)}  # (height, width)
+SIZES = {"portrait": (910, 512), "square": (512, 512), "landscape": (512, 910)}  # height, width
 LABELS = (0, 1, 6, 12, 18, 24)  # the background and parts across the colormap
 TOLERANCE = 3  # as tests/helpers.py H264_FLAT_COLOUR_ATOL: 8-bit limited-range 4:2:0 rounding
 FRAMES = 10
@@ -116,7 +116,7 @@ def run_chromium(chromium: str, directory: Path, videos: list[dict], timeout: fl
     done = threading.Event()
 
     class Handler(http.server.SimpleHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802 (http.server's naming)
+        def do_GET(self):  # http.server's naming
             if self.path == "/index.html":
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
@@ -126,7 +126,7 @@ def run_chromium(chromium: str, directory: Path, videos: list[dict], timeout: fl
                 return
             super().do_GET()
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             result["data"] = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(204)
             self.end_headers()

@@ -116,16 +116,16 @@ cuda_tests() {
 make_inputs() {
     "$PY" - <<'PYTHON'
 import os, sys, time
-from densevid.pipeline._standin_realcost import save_realcost
+from densevid.pipeline.models import save_realcost
 t0 = time.perf_counter()
-# reduced: the small graph of tests/test_realcost.py (the dry run); full: the real exports' size
+# reduced: the small graph of tests/models/test_realcost.py (the dry run); full: the real exports' size
 kwargs = dict(width=0.125, min_size=128, max_size=224) if os.environ["MODEL_SIZE"] == "reduced" else {}
 print(save_realcost(os.environ["MODEL"], "tuple", 50, **kwargs), f"built in {time.perf_counter() - t0:.0f} s",
       os.environ["MODEL_SIZE"])
 sys.path.insert(0, os.path.join(os.environ["REPO"], "tests"))
 sys.path.insert(0, os.path.join(os.environ["REPO"], "scripts"))
 from bench import capped_clip
-from clips import make_clip, synthetic_frames
+from support.clips import make_clip, synthetic_frames
 work = os.environ["WORK"]
 clip = os.environ["CLIP"] or make_clip(os.path.join(work, "generated.mp4"),
                                         synthetic_frames(int(os.environ["FRAMES"]), 1024, 576), codec="libx264")

@@ -1,6 +1,6 @@
 """Write stand-in DensePose TorchScript models honouring the real exports' contracts exactly.
 
-Two kinds, both in the package (``densevid.pipeline._standin`` and ``._standin_realcost``), seeded:
+Two kinds, both built by the package (``densevid.pipeline.models``), seeded:
 
 * the cheap stand-ins (default): a toy people detector with smooth part/UV logits, for exactness tests;
   writes ``standin_tuple.torchscript`` and ``standin_dict.torchscript``.
@@ -18,8 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from densevid.pipeline._standin import DictStandin, StandinCore, TupleStandin, build_standin, save_standin  # noqa: F401
-from densevid.pipeline._standin_realcost import build_realcost, save_realcost  # noqa: F401
+from densevid.pipeline.models import save_realcost, save_standin
 
 
 def realcost_filename(style: str, depth: int, dtype_name: str = "float32", rpn_size: str = "hw") -> str:

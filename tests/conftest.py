@@ -2,8 +2,7 @@ import signal
 
 import pytest
 
-import helpers  # noqa: F401  (puts scripts/ on sys.path)
-from helpers import cuda_available, use_private_hf_home
+from support.helpers import cuda_available, use_private_hf_home
 
 # A shell without job control starts background jobs (`pytest ... &`, nohup in a script) with SIGINT
 # ignored, and children inherit that: the Ctrl-C tests (in-process interrupt_main, SIGINT to a CLI
@@ -23,14 +22,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def standin_models(tmp_path_factory):
-    """Paths of the stand-in TorchScript models, generated once per test session by scripts/."""
-    import make_standin_models
+    """Paths of the cheap stand-in TorchScript models (both styles), generated once per test session."""
+    from densevid.pipeline.models import save_standin
 
     directory = tmp_path_factory.mktemp("models")
     paths = {}
     for style in ("tuple", "dict"):
         paths[style] = directory / f"standin_{style}.torchscript"
-        make_standin_models.save_standin(paths[style], style=style, seed=0)
+        save_standin(paths[style], style=style, seed=0)
     return paths
 
 

@@ -1,0 +1,5 @@
+"""``python -m densevid.pipeline.cli``: the ``densevid`` command."""
+
+from . import main
+
+main()

@@ -1,0 +1,111 @@
+"""The Python API: load a model once, turn RGB images into hint images.
+
+    from densevid import DensePoseEstimator
+    estimator = DensePoseEstimator("r50", cmap="viridis", resolution=512)
+    hint = estimator(image_rgb)          # uint8 HxWx3 -> uint8 hxwx3 (short side = resolution)
+    hints = estimator(frames_rgb)        # uint8 BxHxWx3 -> list of hints (sizes may differ)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...kernels import colorize, hint_lut, prepare_backend, render_hint, render_labels
+from ...kernels.iuv import render_iuv
+from ..config import EncodeConfig
+from ..core import Detections
+from ..models import DensePoseModel, load_model, resolve_model_path
+from ._preprocess import resize_and_pad
+
+
+class DensePoseEstimator:
+    """A loaded DensePose model plus the node's pre- and post-processing.
+
+    ``model``: 'r50', 'r101', a hub file name, or a path to a TorchScript file.
+    ``device``: 'auto', 'cpu', 'cuda', 'cuda:N'. ``half`` runs the model in fp16 autocast on CUDA.
+    """
+
+    def __init__(self, model: str = "r50", *, cmap: str = "viridis", resolution: int = 512, device: str = "auto",
+                 half: bool = False, model_dir: str | Path | None = None, render_backend: str = "auto",
+                 _config: EncodeConfig | None = None) -> None:
+        config = _config or EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, half=half,
+                                         model_dir=Path(model_dir) if model_dir else None)
+        self.config = config
+        self.device = config.torch_device
+        self.render_backend = render_backend
+        path = resolve_model_path(config.model, config.model_dir)
+        self.model: DensePoseModel = load_model(path, self.device, half=config.half)
+        self._lut = hint_lut(config.cmap, self.device)
+        prepare_backend(render_backend, self.device)
+
+    @classmethod
+    def from_config(cls, config: EncodeConfig, render_backend: str = "auto") -> "DensePoseEstimator":
+        """Build from a validated config (the CLI's way in)."""
+        return cls(config.model, cmap=config.cmap, resolution=config.resolution, device=config.device,
+                   half=config.half, model_dir=config.model_dir, render_backend=render_backend,
+                   _config=config)
+
+    @classmethod
+    def from_model(cls, model: DensePoseModel, config: EncodeConfig,
+                   render_backend: str = "auto") -> "DensePoseEstimator":
+        """Wrap an already loaded model (one load per process for many videos)."""
+        self = cls.__new__(cls)
+        self.config = config
+        self.device = model.device
+        self.render_backend = render_backend
+        self.model = model
+        self._lut = hint_lut(config.cmap, self.device)
+        prepare_backend(render_backend, self.device)
+        return self
+
+    def with_config(self, config: EncodeConfig) -> "DensePoseEstimator":
+        """This loaded model under another run's settings (colormap, resolution ...), without reloading it."""
+        if config == self.config:
+            return self
+        return DensePoseEstimator.from_model(self.model, config, self.render_backend)
+
+    def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+        """CPU: resize + pad as the node does. Returns (padded image, hint size (h, w))."""
+        return resize_and_pad(image_rgb, self.config.detection_resolution)
+
+    def detect(self, padded_rgb: torch.Tensor) -> Detections:
+        """Run the model on one padded uint8 HWC RGB image (any device)."""
+        return self.model.detect(padded_rgb.to(self.device, non_blocking=True))
+
+    def render(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
+        """uint8 [h, w, 3] RGB hint on the model's device."""
+        return render_hint(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
+                           hint_hw[0], hint_hw[1], self._lut, backend=self.render_backend)
+
+    def render_labels(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
+        """uint8 [h, w] part labels (0 = background) on the model's device: the hint before colouring."""
+        return render_labels(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
+                             hint_hw[0], hint_hw[1], backend=self.render_backend)
+
+    def render_iuv(self, detections: Detections, hint_hw: tuple[int, int]):
+        """(I uint8 [h, w], U float32 [h, w], V float32 [h, w]) on the model's device; I equals render_labels."""
+        return render_iuv(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm, detections.u,
+                          detections.v, hint_hw[0], hint_hw[1], backend=self.render_backend)
+
+    def colorize(self, labels: torch.Tensor) -> torch.Tensor:
+        """uint8 labels [..., h, w] -> uint8 RGB [..., h, w, 3] through the colormap, on the labels' device."""
+        return colorize(labels, self._lut)
+
+    def hint(self, image_rgb: np.ndarray) -> torch.Tensor:
+        """One uint8 HxWx3 RGB image -> its hint as a uint8 [h, w, 3] tensor on the device."""
+        padded, hint_hw = self.prepare(image_rgb)
+        return self.render(self.detect(torch.from_numpy(padded)), hint_hw)
+
+    def __call__(self, images_rgb):
+        """uint8 RGB image [H,W,3] or batch [B,H,W,3] (numpy or torch) -> hint(s) of the same kind, on the CPU."""
+        as_numpy = isinstance(images_rgb, np.ndarray)
+        array = images_rgb if as_numpy else torch.as_tensor(images_rgb).cpu().numpy()
+        if array.dtype != np.uint8 or array.ndim not in (3, 4) or array.shape[-1] != 3:
+            raise ValueError(f"expected uint8 RGB [H,W,3] or [B,H,W,3], got {array.dtype} {list(array.shape)}")
+        single = array.ndim == 3
+        hints = [self.hint(image).cpu() for image in (array[None] if single else array)]
+        out = [h.numpy() if as_numpy else h for h in hints]
+        return out[0] if single else out

@@ -1,0 +1,32 @@
+"""models: finding, loading and calling the DensePose models, and the stand-ins the tests run.
+
+Offers: the hub files and their lookup (``MODEL_REPO``, ``MODEL_FILES``, ``DEFAULT_MODEL``, ``PATH_SUFFIXES``,
+``resolve_model_path``, ``find_hub_file``, ``HubSearch``, ``hub_file_url``, ``hub_cli``, ``hf_cache_dir``,
+``hf_offline``, ``looks_like_path``, ``download_command``); loading (``load_model`` → ``DensePoseModel``, whose
+``detect`` gives ``Detections``; ``register_torchvision_ops``); the export styles' contracts (``STYLES``,
+``TUPLE_CONTRACT``, ``DICT_CONTRACT``, ``DICT_KEYS``, ``detect_style``); precision (``Precision``,
+``plan_precision``, ``weights_dtype``, ``HALF_ROUTES``); known export bugs (``rpn_size_order_bug``,
+``ModelWarning``); the weights on disk (``download_model``, ``cached_models``, ``stored_precision``,
+``format_size``, ``PRECISION_RULE``); stand-ins (``build_standin``, ``save_standin``, ``build_realcost``,
+``save_realcost``, ``write_model_files``).
+May import: ``core``. Never ``io``, ``engine`` or anything above.
+"""
+
+from ..._base import lazy_exports
+
+_EXPORTS = {name: "._hub" for name in (
+    "MODEL_REPO", "MODEL_FILES", "DEFAULT_MODEL", "PATH_SUFFIXES", "resolve_model_path", "find_hub_file", "HubSearch",
+    "hub_file_url", "hub_cli", "hf_cache_dir", "hf_offline", "hub_endpoint", "hub_problem", "looks_like_path",
+    "download_command")}
+_EXPORTS.update({name: "._loading" for name in ("load_model", "DensePoseModel", "PROBE_SIZE")})
+_EXPORTS.update({name: "._contract" for name in (
+    "STYLES", "TUPLE_CONTRACT", "DICT_CONTRACT", "DICT_KEYS", "detect_style", "adapt_output")})
+_EXPORTS.update({name: "._precision" for name in ("Precision", "plan_precision", "weights_dtype", "HALF_ROUTES")})
+_EXPORTS.update({name: "._export_bugs" for name in ("rpn_size_order_bug", "ModelWarning")})
+_EXPORTS.update({"register_torchvision_ops": "._ops"})
+_EXPORTS.update({name: "._store" for name in (
+    "download_model", "cached_models", "stored_precision", "format_size", "PRECISION_RULE", "ModelEntry")})
+_EXPORTS.update({name: "._standin" for name in ("build_standin", "save_standin", "write_model_files")})
+_EXPORTS.update({name: "._standin_realcost" for name in ("build_realcost", "save_realcost")})
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

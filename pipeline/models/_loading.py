@@ -1,0 +1,160 @@
+"""Loading and calling a DensePose TorchScript model: ``load_model`` -> ``DensePoseModel.detect`` -> ``Detections``.
+
+The export style comes from the module's forward schema (``_contract``), the precision from its weights and
+the device (``_precision``), torchvision's operators are registered first (``_ops``), and known export bugs
+are told once (``_export_bugs``). One small probe call on a black image then checks the output contract
+before any real frame is processed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import torch
+
+from ..core import Detections, ModelError, one_line, root_cause
+from ._contract import CONTRACTS, STYLES, adapt_output, detect_style
+from ._export_bugs import ModelWarning, warn_rpn_size_order
+from ._hub import DEFAULT_MODEL, MODEL_FILES, MODEL_REPO
+from ._ops import is_unknown_op_error, register_torchvision_ops, version_mismatch
+from ._precision import HALF_ROUTES, Precision, dtype_name, plan_precision, weights_dtype
+
+PROBE_SIZE = 64  # side of the black probe image
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool | str = False
+               ) -> "DensePoseModel":
+    """Load a DensePose TorchScript model onto ``device``, detect its export style and probe its contract.
+
+    The precision it runs in follows the weights and the device (see ``plan_precision``): float16 exports
+    (``--fp16`` releases) run in float32 on the CPU, natively in float16 on CUDA. ``half`` asks for float16
+    on CUDA for float32 exports: True or "autocast" (torch.autocast, which reaches the scripted ops), or
+    "native" (the weights converted with ``.half()``, as the float16 exports run). Ignored on the CPU.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model file not found: {path}")
+    device = torch.device(device)
+    if half not in (False, True) + HALF_ROUTES:
+        raise ValueError(f"half must be a bool or one of {HALF_ROUTES}, got {half!r}")
+    register_torchvision_ops(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit.load is deprecated but is the format
+            module = torch.jit.load(str(path), map_location=device)
+    except Exception as exc:
+        message = str(exc)
+        if is_unknown_op_error(message):
+            raise version_mismatch(path, message.strip().splitlines()[0] if message.strip() else message) from exc
+        raise ModelError(
+            f"{path} is not a TorchScript model ({one_line(root_cause(exc), 160)}); expected a "
+            f"TorchScript DensePose export such as {MODEL_FILES[DEFAULT_MODEL]} from {MODEL_REPO}"
+        ) from exc
+    if not isinstance(module, torch.jit.ScriptModule):  # pragma: no cover - torch.jit.load always gives one
+        raise ModelError(f"{path} did not load as a TorchScript module")
+    module.eval()
+    if device.type == "cuda":
+        # TorchScript's CUDA fuser (NNC) compiles elementwise groups of a graph after its first runs and
+        # failed on some ("Global alloc not supported yet", a stand-in on an H100); unfused, the graph has
+        # no shape guards either, so no later re-profiling. The time is in convolutions. Process-wide.
+        torch._C._jit_set_texpr_fuser_enabled(False)
+    stored = weights_dtype(module)
+    precision = plan_precision(stored, device, half)
+    if precision.convert_to is not None:
+        module = module.to(precision.convert_to)  # only floating-point weights change dtype
+    if precision.convert_to == torch.float32:
+        warnings.warn(ModelWarning(f"{path.name} has {dtype_name(stored)} weights: on the CPU they run in float32 "
+                                   f"({dtype_name(stored)} runs on CUDA)"), stacklevel=2)
+    style = detect_style(module, path)
+    model = DensePoseModel(module, path, style, device, precision=precision)
+    model.probe()
+    warn_rpn_size_order(module, path)
+    return model
+
+
+class DensePoseModel:
+    """A loaded DensePose TorchScript model of a known export style; ``detect`` gives ``Detections``.
+
+    ``precision`` (see ``plan_precision``) says how it runs; with ``precision.autocast`` every call runs
+    under ``torch.autocast("cuda", dtype=torch.float16)``: autocast is thread-local dispatcher state, so it
+    reaches the ops inside the TorchScript interpreter too. In float16 the logits come back in float16.
+    """
+
+    def __init__(self, module: torch.jit.ScriptModule, path: Path, style: str, device: torch.device | str,
+                 precision: Precision | None = None) -> None:
+        if style not in STYLES:
+            raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+        self.module = module
+        self.path = Path(path)
+        self.style = style
+        self.device = torch.device(device)
+        self.precision = precision or plan_precision(torch.float32, self.device)
+        # TorchScript profiles a graph's first runs, then builds its optimised plan; the profiling is
+        # not thread-safe (concurrent first calls from model workers segfaulted), so the first calls
+        # run one at a time and the rest concurrently
+        self._first_calls = torch._C._jit_get_num_profiled_runs() + 1
+        self._first_calls_lock = threading.Lock()
+
+    @property
+    def half(self) -> bool:
+        """Whether the model computes in float16 (a float16 export on CUDA, or ``half`` there)."""
+        return self.precision.runs == torch.float16
+
+    @property
+    def contract(self) -> str:
+        return CONTRACTS[self.style]
+
+    def describe(self) -> str:
+        """One line for the user: file, style, device and precision."""
+        return f"{self.path.name} ({self.style}-style) on {self.device}: {self.precision.describe()}"
+
+    def __repr__(self) -> str:
+        return (f"DensePoseModel({self.path.name}, style={self.style}, device={self.device}, "
+                f"precision={self.precision.describe()!r})")
+
+    def _autocast(self):
+        if self.precision.autocast:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
+        """Run the model on one uint8 HWC RGB image (already on ``self.device``); thread-safe."""
+        if not isinstance(image_rgb_hwc, torch.Tensor) or image_rgb_hwc.dtype != torch.uint8:
+            raise TypeError(f"expected a uint8 tensor, got {getattr(image_rgb_hwc, 'dtype', type(image_rgb_hwc))}")
+        if image_rgb_hwc.ndim != 3 or image_rgb_hwc.shape[-1] != 3:
+            raise ValueError(f"expected an [H, W, 3] image, got {list(image_rgb_hwc.shape)}")
+        if self._first_calls > 0:
+            with self._first_calls_lock:
+                if self._first_calls > 0:
+                    detections = self._detect(image_rgb_hwc)
+                    self._first_calls -= 1
+                    return detections
+        return self._detect(image_rgb_hwc)
+
+    def _detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
+        with torch.inference_mode(), self._autocast():
+            if self.style == "tuple":
+                output = self.module(image_rgb_hwc.permute(2, 0, 1))
+            else:
+                output = self.module(image_rgb_hwc.flip(-1).contiguous(), True)
+            return adapt_output(output, self.style, self.path)
+
+    def probe(self) -> None:
+        """One call on a small black image: the outputs must honour the contract (ModelError if not)."""
+        image = torch.zeros((PROBE_SIZE, PROBE_SIZE, 3), dtype=torch.uint8, device=self.device)
+        try:
+            detections = self.detect(image)
+        except ModelError:
+            raise
+        except Exception as exc:
+            # the root cause first and whole: the contract is only a guess at what went wrong
+            raise ModelError(
+                f"{self.path} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe image as a {self.style}-style model "
+                f"on {self.device} ({self.precision.describe()}): {root_cause(exc)}; expected {self.contract}"
+            ) from exc
+        if not bool(torch.isfinite(detections.boxes_xyxy).all()):
+            raise ModelError(f"{self.path} returned non-finite boxes on a probe image; expected {self.contract}")
