@@ -7,7 +7,8 @@ Truncation policy (measured, asserted below):
 * MP4 with the index (moov) at the end, cut halfway: the file cannot be opened -> one-line error.
 * MKV / MPEG-TS cut halfway: the demuxer drops the incomplete tail silently, so the decoder
   just ends early -> exit 0 and an output holding the frames that decoded (fewer than the input,
-  no warning). A packet FFmpeg does flag as damaged is a one-line error (``on_corrupt="raise"``).
+  no warning). A packet FFmpeg does flag as damaged is decoded all the same and counted in a
+  warning (see test_real_world_videos.py).
   Cut so early that no frame decodes: one-line error "no decodable frames".
 """
 

@@ -6,6 +6,12 @@ decode back to exactly the frames given and are the ground truth for round-trip 
 Rotation metadata: PyAV 18 can write a display matrix (``VideoStream.set_display_rotation``,
 counter-clockwise degrees, the same convention ``VideoFrame.rotation`` reads back); ``make_clip``
 passes ``rotation`` to it. Measured to survive in mp4, mov and mkv.
+
+Sample aspect ratio: ``make_clip(sample_aspect_ratio=...)`` sets the encoder's, which libx264 and
+libx264rgb write into the H.264 VUI (read back in mp4, mkv, mpegts) and the mov/mp4 muxers into a
+``pasp`` box (png in mov too); measured with PyAV 18, FFV1 in MKV loses it (the Matroska muxer
+writes the stream's SAR, which PyAV cannot set), so a lossless non-square clip is ``libx264rgb``
+with ``qp=0``.
 """
 
 from __future__ import annotations
@@ -71,13 +77,15 @@ def make_clip(
     options: dict | None = None,
     input_format: str = "rgb24",
     container_options: dict | None = None,
+    sample_aspect_ratio: Fraction | None = None,
 ) -> Path:
     """Encode ``frames_rgb`` (uint8 HxWx3, or HxWx4 with ``input_format="rgba"``) to ``path``.
 
     Constant frame rate by default (pts 0, 1, 2 ... in ``time_base`` = 1/fps); pass ``pts`` (in
     ``time_base`` units) for a variable frame rate or a non-zero start. ``rotation`` writes a
-    display matrix (counter-clockwise degrees). The container follows the suffix. ``options``
-    go to the encoder, ``container_options`` to the muxer.
+    display matrix (counter-clockwise degrees); ``sample_aspect_ratio`` the stored pixels' shape
+    (see the module docstring). The container follows the suffix. ``options`` go to the encoder,
+    ``container_options`` to the muxer.
 
     For mp4/mov the muxer's ``movie_timescale`` (default 1000) is set to the time base's
     denominator: the edit list holding a non-zero start is written in that timescale, and at
@@ -105,6 +113,8 @@ def make_clip(
         stream.codec_context.time_base = tb
         if rotation:
             stream.set_display_rotation(rotation)
+        if sample_aspect_ratio is not None:
+            stream.codec_context.sample_aspect_ratio = Fraction(sample_aspect_ratio)
         def video_frames():
             for img, p in zip(frames, pts):
                 frame = av.VideoFrame.from_ndarray(img, format=input_format)
