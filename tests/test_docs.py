@@ -25,7 +25,7 @@ def python_blocks() -> list[tuple[str, int, str]]:
 
 
 def test_the_pages_have_python_blocks():
-    assert len(python_blocks()) >= 2
+    assert len(python_blocks()) >= 3
 
 
 @pytest.mark.parametrize("page,number,code", [pytest.param(*block, id=f"{block[0]}-{block[1]}")
