@@ -765,3 +765,478 @@ class DefaultPredictor(nn.Module):
             "pred_densepose_u": u,
             "pred_densepose_v": v,
         }
+
+
+# --- weights -------------------------------------------------------------------------------------------
+#
+# A small designed signal path in an otherwise random network (see the module docstring). Channel 0 of every
+# backbone stage carries luma L (black 0, white 2.55); channel 1 of res5 a broader blur B of it. Each FPN
+# level l outputs L_l (channel 0), a scale-selective contrast K_l (channel 1) and a level constant (channel
+# 2). Designated channels read only designated channels; random channels read everything.
+
+LUMA_BGR = (0.114, 0.587, 0.299)
+LUMA_SCALE = 0.01
+BLUR_ALPHA = 0.35  # diffusion step of a block: L <- (1 - a) L + a blur3x3(L)
+BLURRED_BLOCKS = 2  # per stage at most, the last ones (R50 and R101 blur alike)
+LEVEL_CONSTANT = {2: 0.0, 3: 0.5, 4: 1.0, 5: 1.5}  # P6 is P5's
+RPN_CONTRAST_GAIN, RPN_CONTRAST_FLOOR, RPN_LEVEL_GAIN = 6.0, 0.04, 1.5
+RPN_RATIO_BIAS = (-1.5, 0.0, 1.0)  # wide, square, tall anchors
+BOX_MASK_FLOOR, BOX_MASK_RAMP = 0.25, 0.2  # |L - corner mean| -> mask 0..1 (luma units)
+BOX_FIT_GAIN, BOX_CONTRAST_GAIN, BOX_LOGIT_OFFSET, BOX_CORNER_PENALTY = 6.0, 3.0, 5.0, 4.0
+BOX_RING_PENALTY = 3.0
+RANDOM_LOGIT_GAIN, RANDOM_DELTA_GAIN = 0.02, 0.002  # how much the random channels move scores and boxes
+RANDOM_DENSE_GAIN = 0.01
+
+
+class _Init:
+    """Seeded initialisation: He-normal weights from one torch.Generator, in a fixed module order."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(int(seed))
+
+    def normal(self, shape, std: float) -> Tensor:
+        return torch.randn(shape, generator=self.generator) * std
+
+    def he(self, layer: nn.Module, gain: float = 1.0) -> None:
+        weight = layer.weight
+        if isinstance(layer, nn.ConvTranspose2d):
+            fan_in = weight.shape[0] * weight.shape[2] * weight.shape[3] / 4  # stride 2: a quarter of the taps
+        else:
+            fan_in = weight[0].numel()
+        weight.copy_(self.normal(weight.shape, gain * math.sqrt(2.0 / fan_in)))
+        if layer.bias is not None:
+            layer.bias.zero_()
+
+
+def _calibration_image(seed: int, height: int = 192, width: int = 160) -> Tensor:
+    """A seeded smooth uint8 CHW picture (low-frequency noise): roughly a photo's statistics."""
+    g = torch.Generator().manual_seed(int(seed) + 1)
+    coarse = torch.rand(1, 3, 6, 5, generator=g)
+    fine = torch.rand(1, 3, 48, 40, generator=g)
+    image = 0.7 * F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False) + \
+        0.3 * F.interpolate(fine, size=(height, width), mode="bilinear", align_corners=False)
+    return (image[0].clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def _copy(conv: nn.Conv2d, out: int, inp: int, gain: float = 1.0) -> None:
+    """Output channel ``out`` = ``gain`` x input channel ``inp`` (centre tap), nothing else."""
+    conv.weight[out].zero_()
+    kh, kw = conv.weight.shape[2], conv.weight.shape[3]
+    conv.weight[out, inp, kh // 2, kw // 2] = gain
+
+
+def _isolate(conv: nn.Conv2d, designated_in: int, designated_out: int) -> None:
+    """Designated outputs read no random input; random outputs may read everything."""
+    conv.weight[:designated_out, designated_in:] = 0.0
+    if conv.bias is not None:
+        conv.bias[:designated_out] = 0.0
+
+
+def _design_backbone(model: GeneralizedRCNN, init: _Init, seed: int) -> None:
+    bottom_up = model.backbone.bottom_up
+    keep: Dict[FrozenBatchNorm2d, int] = {}  # batch norms whose first n channels stay as designed
+    stem = bottom_up.stem.conv1
+    init.he(stem)
+    stem.weight[0].zero_()
+    for channel, coefficient in enumerate(LUMA_BGR):  # centre tap only: the zero padding leaves luma alone
+        stem.weight[0, channel, 3, 3] = coefficient * LUMA_SCALE
+    stem.norm.bias[0] = sum(c * m for c, m in zip(LUMA_BGR, PIXEL_MEAN_BGR)) * LUMA_SCALE  # undo the mean
+    keep[stem.norm] = 1
+    stages = [bottom_up.res2, bottom_up.res3, bottom_up.res4, bottom_up.res5]
+    for stage_index, stage in enumerate(stages):
+        last = stage_index == 3
+        signals = 2 if last else 1  # res5 also carries B
+        for block_index, block in enumerate(stage):
+            for conv in (block.conv1, block.conv2, block.conv3, block.shortcut):
+                if conv is not None:
+                    init.he(conv)
+            if block.shortcut is not None:
+                _isolate(block.shortcut, 1, signals)
+                for s in range(signals):
+                    _copy(block.shortcut, s, 0)  # B starts as L at the first res5 block
+                keep[block.shortcut.norm] = signals
+            # branch: hidden 2s, 2s+1 = relu(+-(blur(x_s) - x_s)); output s = alpha * (difference)
+            inputs = 1 if block.shortcut is not None else signals  # what the block's input carries
+            _isolate(block.conv1, inputs, 2 * signals)
+            _isolate(block.conv2, 2 * signals, 2 * signals)
+            _isolate(block.conv3, 2 * signals, signals)
+            for s in range(signals):
+                _copy(block.conv1, 2 * s, min(s, inputs - 1))
+                _copy(block.conv1, 2 * s + 1, min(s, inputs - 1))
+                for sign, hidden in ((1.0, 2 * s), (-1.0, 2 * s + 1)):
+                    block.conv2.weight[hidden].zero_()
+                    block.conv2.weight[hidden, 2 * s] = sign / 9.0
+                    block.conv2.weight[hidden, 2 * s, 1, 1] = sign * (1.0 / 9.0 - 1.0)
+                    block.conv2.weight[hidden, 2 * s + 1] = 0.0
+                blurred = block_index > 0 and block_index >= len(stage) - BLURRED_BLOCKS
+                alpha = 1.0 if s == 1 else (BLUR_ALPHA if blurred else 0.0)
+                block.conv3.weight[s].zero_()
+                block.conv3.weight[s, 2 * s, 0, 0] = alpha
+                block.conv3.weight[s, 2 * s + 1, 0, 0] = -alpha
+            keep[block.conv1.norm] = 2 * signals
+            keep[block.conv2.norm] = 2 * signals
+            keep[block.conv3.norm] = signals
+            block.conv3.norm.weight.fill_(0.3)  # random residual branches start small
+            block.conv3.norm.weight[:signals] = 1.0
+    _calibrate(model, keep, seed)
+
+
+def _calibrate(model: GeneralizedRCNN, keep: Dict[FrozenBatchNorm2d, int], seed: int) -> None:
+    """Frozen BN statistics of the random channels from a seeded picture, layer by layer (unit scale)."""
+
+    def set_statistics(module: FrozenBatchNorm2d, inputs) -> None:
+        x = inputs[0]
+        n = keep.get(module, 0)
+        mean = x.mean(dim=(0, 2, 3))
+        var = x.var(dim=(0, 2, 3), unbiased=False).clamp(min=1e-4)
+        module.running_mean[n:] = mean[n:]
+        module.running_var[n:] = var[n:]
+
+    hooks = [m.register_forward_pre_hook(set_statistics) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
+    try:
+        image = _calibration_image(seed)
+        x = (image - model.pixel_mean) / model.pixel_std
+        model.backbone.bottom_up(x[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+
+def _design_fpn_rpn(model: GeneralizedRCNN, init: _Init) -> None:
+    fpn = model.backbone
+    laterals = {level: getattr(fpn, f"fpn_lateral{level}") for level in (2, 3, 4, 5)}
+    outputs = {level: getattr(fpn, f"fpn_output{level}") for level in (2, 3, 4, 5)}
+    luma_group = {2: 3, 3: 4, 4: 5, 5: 6}  # top-down channels: L_l alone
+    contrast_group = {2: 7, 3: 8, 4: 9, 5: 10}  # L_{l+1} - L_{l+2} (levels 4 and 5: L5 - B)
+    designated = 11
+    for level in (2, 3, 4, 5):
+        init.he(laterals[level])
+        init.he(outputs[level], gain=0.5)
+        _isolate(laterals[level], 2 if level == 5 else 1, designated)
+        _isolate(outputs[level], designated, 3)
+        laterals[level].weight[:designated] = 0.0
+    for level in (2, 3, 4, 5):
+        laterals[level].weight[luma_group[level], 0] = 1.0
+    laterals[3].weight[contrast_group[2], 0] = 1.0
+    laterals[4].weight[contrast_group[2], 0] = -1.0
+    laterals[4].weight[contrast_group[3], 0] = 1.0
+    laterals[5].weight[contrast_group[3], 0] = -1.0
+    for level in (4, 5):
+        laterals[5].weight[contrast_group[level], 0] = 1.0
+        laterals[5].weight[contrast_group[level], 1] = -1.0
+    for level in (2, 3, 4, 5):
+        _copy(outputs[level], 0, luma_group[level])
+        _copy(outputs[level], 1, contrast_group[level])
+        outputs[level].weight[2].zero_()
+        outputs[level].bias[2] = LEVEL_CONSTANT[level]
+
+    head = model.proposal_generator.rpn_head
+    init.he(head.conv)
+    _isolate(head.conv, 3, 3)
+    for hidden, sign in ((0, 1.0), (1, -1.0)):  # relu(+-K - floor), K averaged over 3x3 (centre weighted)
+        head.conv.weight[hidden].zero_()
+        head.conv.weight[hidden, 1] = sign * 0.5 / 8.0
+        head.conv.weight[hidden, 1, 1, 1] = sign * 0.5
+        head.conv.bias[hidden] = -RPN_CONTRAST_FLOOR
+    _copy(head.conv, 2, 2)
+    for layer in (head.objectness_logits, head.anchor_deltas):
+        init.he(layer, gain=RANDOM_LOGIT_GAIN if layer is head.objectness_logits else RANDOM_DELTA_GAIN)
+        layer.weight[:, :3] = 0.0
+    for ratio, bias in enumerate(RPN_RATIO_BIAS):
+        head.objectness_logits.weight[ratio, 0:2, 0, 0] = RPN_CONTRAST_GAIN
+        head.objectness_logits.weight[ratio, 2, 0, 0] = RPN_LEVEL_GAIN
+        head.objectness_logits.bias[ratio] = bias
+
+
+def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
+    """fc1: per bin relu(+-(L - corner mean) - floor), the inner/ring contrast, a constant; fc2: the bins'
+    mask saturated to 0..1; cls_score: how well a salient region fills the inner 5x5 bins with background
+    around it; bbox_pred: the box moved onto the region's edges (linearised at the ideal fit)."""
+    roi = model.roi_heads
+    fc1, fc2 = roi.box_head.fc1, roi.box_head.fc2
+    cls, reg = roi.box_predictor.cls_score, roi.box_predictor.bbox_pred
+    for layer in (fc1, fc2):
+        init.he(layer)
+    init.he(cls, gain=RANDOM_LOGIT_GAIN)
+    init.he(reg, gain=RANDOM_DELTA_GAIN)
+    bins = [(i, j) for i in range(7) for j in range(7)]
+    ring = [b for b in bins if b[0] in (0, 6) or b[1] in (0, 6)]
+    inner = [b for b in bins if b not in ring]
+    corner_pairs = ((0, 6), (0, 42), (6, 48), (42, 48))  # the four corners should agree: all background
+    designated = 2 * 49 + 3 + 2 * len(corner_pairs)
+    fc1.weight[:designated] = 0.0
+    fc1.bias[:designated] = 0.0
+    ring_mean = torch.zeros(49)
+    for i, j in ring:
+        ring_mean[i * 7 + j] = 1.0 / len(ring)
+    inner_mean = torch.zeros(49)
+    for i, j in inner:
+        inner_mean[i * 7 + j] = 1.0 / len(inner)
+    corner_mean = torch.zeros(49)  # the background reference: the corners (the ring may cut a person)
+    for index in (0, 6, 42, 48):
+        corner_mean[index] = 0.25
+    for index in range(49):
+        difference = -corner_mean.clone()
+        difference[index] += 1.0
+        fc1.weight[2 * index, :49] = difference
+        fc1.weight[2 * index + 1, :49] = -difference
+        fc1.bias[2 * index] = fc1.bias[2 * index + 1] = -BOX_MASK_FLOOR
+    fc1.weight[98, :49] = inner_mean - ring_mean
+    fc1.weight[99, :49] = ring_mean - inner_mean
+    fc1.bias[100] = 1.0
+    for index, (first, second) in enumerate(corner_pairs):
+        for sign, unit in ((1.0, 101 + 2 * index), (-1.0, 102 + 2 * index)):
+            fc1.weight[unit, first] = sign
+            fc1.weight[unit, second] = -sign
+            fc1.bias[unit] = -BOX_MASK_FLOOR
+    fc2.weight[:designated] = 0.0
+    fc2.bias[:designated] = 0.0
+    for index in range(49):  # p = relu(|d|), q = relu(|d| - ramp): mask = (p - q) / ramp
+        fc2.weight[index, 2 * index: 2 * index + 2] = 1.0
+        fc2.weight[49 + index, 2 * index: 2 * index + 2] = 1.0
+        fc2.bias[49 + index] = -BOX_MASK_RAMP
+    for unit in range(98, designated):
+        fc2.weight[unit, unit] = 1.0
+
+    def mask_weights(coefficients: Tensor) -> Tensor:
+        """fc2 weights realising sum(coefficients * mask) over the 49 bins."""
+        weights = torch.zeros(designated)
+        weights[:49] = coefficients / BOX_MASK_RAMP
+        weights[49:98] = -coefficients / BOX_MASK_RAMP
+        return weights
+
+    cls.weight[:, :designated] = 0.0
+    cls.bias.zero_()
+    # a salient region filling the inner bins, background in the ring (a box cutting a person pays dearly)
+    cls.weight[0, :designated] = BOX_FIT_GAIN * mask_weights(inner_mean - BOX_RING_PENALTY * ring_mean)
+    cls.weight[0, 98] = cls.weight[0, 99] = BOX_CONTRAST_GAIN
+    cls.weight[0, 101:designated] = -BOX_CORNER_PENALTY
+    cls.bias[0] = -BOX_LOGIT_OFFSET
+    # edges: empty fraction on each side, from the inner rows' (columns') mask profile
+    ideal = 2.0 / 7.0
+    reg.weight[:, :designated] = 0.0
+    reg.bias.zero_()
+    for axis in (0, 1):  # 0: x (columns), 1: y (rows)
+        low, high = torch.zeros(49), torch.zeros(49)
+        constant_low = constant_high = 0.0
+        for k, share in ((0, 1.0), (1, 1.0), (2, 1.0), (3, 0.5)):
+            for t in range(1, 6):
+                near = (t, k) if axis == 0 else (k, t)
+                far = (t, 6 - k) if axis == 0 else (6 - k, t)
+                low[near[0] * 7 + near[1]] -= share / 7.0 / 5.0
+                high[far[0] * 7 + far[1]] -= share / 7.0 / 5.0
+            constant_low += share / 7.0
+            constant_high += share / 7.0
+        # e_low = constant_low + low . mask, e_high likewise; dx = 5 (e_low - e_high),
+        # dw = 5 (log(1 - ideal) - (e_low + e_high - ideal) / (1 - ideal))
+        centre, size = axis, axis + 2
+        reg.weight[centre, :designated] = 5.0 * mask_weights(low - high)
+        reg.bias[centre] = 5.0 * (constant_low - constant_high)
+        reg.weight[size, :designated] = -5.0 / (1.0 - ideal) * mask_weights(low + high)
+        reg.bias[size] = 5.0 * (math.log(1.0 - ideal) - (constant_low + constant_high - ideal) / (1.0 - ideal))
+
+
+# DensePose head: the decoder passes L and a constant; in the pooled 28x28 box the ASPP turns the constant
+# into steps at bins 6, 12, 16 and 22 in x and y (dilated taps that fall into the zero padding), which sum
+# to box-relative position staircases X, Y; GroupNorm groups of +-signal pairs keep each signal exact (they
+# only rescale by its RMS). Parts are the Voronoi cells of 24 lattice points in (X, Y); the foreground is a
+# person-like region of the box; U and V follow position and luma.
+
+PART_LAYOUT = (  # part index per (row, column) band of the box; 0: the background channel's cell (a corner)
+    (0, 20, 23, 19, 6),
+    (22, 16, 24, 15, 21),
+    (4, 18, 1, 17, 3),
+    (8, 10, 2, 9, 7),
+    (12, 14, 5, 13, 11),
+)
+COARSE_GAIN = 4.0
+
+
+def _signed_group(conv: nn.Conv2d, group: int, size: int, weights: Dict[Tuple[int, Tuple[int, int]], float],
+                  bias: float = 0.0) -> None:
+    """Channels of GroupNorm group ``group`` (``size`` channels) = +s, -s, +s, ... with s = sum of
+    weights[(input, tap)] * input at tap (+ bias)."""
+    for k in range(size):
+        out = group * size + k
+        sign = 1.0 if k % 2 == 0 else -1.0
+        conv.weight[out].zero_()
+        for (inp, (a, b)), w in weights.items():
+            conv.weight[out, inp, a, b] = sign * w
+        if conv.bias is not None:
+            conv.bias[out] = sign * bias
+
+
+def _design_densepose(model: GeneralizedRCNN, init: _Init) -> None:
+    roi = model.roi_heads
+    decoder = roi.decoder
+    for name in ("p2", "p3", "p4", "p5"):
+        for layer in getattr(decoder, name):
+            if isinstance(layer, nn.Conv2d):
+                init.he(layer)
+                layer.weight[:2] = 0.0
+                layer.bias[:2] = 0.0
+    _copy(decoder.p2[0], 0, 0)  # L at stride 4 (positive: the ReLU keeps it)
+    init.he(decoder.predictor)
+    _isolate(decoder.predictor, 2, 2)
+    _copy(decoder.predictor, 0, 0)
+    decoder.predictor.weight[1].zero_()
+    decoder.predictor.bias[1] = 1.0  # a constant: 1 inside the image, 0 where a box reaches past it
+
+    head = roi.densepose_head
+    aspp = head.ASPP
+    channels = aspp.project[0].weight.shape[0]
+    g = channels // 32  # GroupNorm group size in the ASPP
+    for branch in aspp.convs:
+        for layer in branch.modules():
+            if isinstance(layer, nn.Conv2d):
+                init.he(layer)
+                layer.weight[:8 * g] = 0.0
+    one = aspp.convs[0][0]
+    for k in range(g):  # group 0: L (all +), group 1: -L; GroupNorm centres and scales them per box
+        one.weight[k, 0, 0, 0] = 1.0
+        one.weight[g + k, 0, 0, 0] = -1.0
+    dilated6, dilated12 = aspp.convs[1][0], aspp.convs[2][0]
+    centre = (1, 1)
+    steps = [  # (conv, group, tap, sign): s = sign * (constant at tap - constant / 2) = +-(step - 1/2)
+        (dilated6, 0, (1, 0), 1.0), (dilated6, 1, (1, 2), -1.0), (dilated12, 0, (1, 0), 1.0),
+        (dilated12, 1, (1, 2), -1.0),  # x >= 6, x >= 22, x >= 12, x >= 16
+        (dilated6, 2, (0, 1), 1.0), (dilated6, 3, (2, 1), -1.0), (dilated12, 2, (0, 1), 1.0),
+        (dilated12, 3, (2, 1), -1.0),  # y likewise
+    ]
+    for conv, group, tap, sign in steps:
+        _signed_group(conv, group, g, {(1, tap): sign, (1, centre): -0.5 * sign})
+    project = aspp.project[0]
+    init.he(project)
+    project.weight[:6] = 0.0
+    for axis in (0, 1):  # X = sum of the four steps (+-1 each after GroupNorm) / 2
+        for index, (conv, group, _, _) in enumerate(steps[4 * axis: 4 * axis + 4]):
+            branch = 1 if conv is dilated6 else 2
+            plus = branch * channels + group * g
+            for out, sign in ((2 * axis, 1.0), (2 * axis + 1, -1.0)):
+                project.weight[out, plus, 0, 0] = 0.5 * sign
+                project.weight[out, plus + 1, 0, 0] = -0.5 * sign
+    project.weight[4, 0, 0, 0] = 1.0
+    project.weight[4, g, 0, 0] = -1.0
+    project.weight[5, 0, 0, 0] = -1.0
+    project.weight[5, g, 0, 0] = 1.0
+
+    convs = [getattr(head, f"body_conv_fcn{i + 1}") for i in range(HEAD_CONVS)]
+    hidden = convs[0].weight.shape[0]
+    gh = hidden // 32
+    for index, conv in enumerate(convs):
+        init.he(conv)
+        conv.weight[:3 * gh] = 0.0
+        for group in range(3):  # X, Y, L as +- pairs; the previous layer has them as relu(+), relu(-)
+            if index == 0:
+                plus, minus = 2 * group, 2 * group + 1
+            else:
+                plus, minus = group * gh, group * gh + 1
+            _signed_group(conv, group, gh, {(plus, centre): 1.0, (minus, centre): -1.0})
+
+    predictor = roi.densepose_predictor
+    bilinear = torch.tensor([0.25, 0.75, 0.75, 0.25])
+    kernel = bilinear[:, None] * bilinear[None, :]  # a 4x4 stride-2 transposed conv that interpolates
+
+    def signal(layer: nn.ConvTranspose2d, out: int, terms: Dict[int, float], bias: float) -> None:
+        layer.weight[:3 * gh, out] = 0.0
+        for inp, w in terms.items():
+            layer.weight[inp, out] = w * kernel
+        layer.bias[out] = bias
+
+    x_plus, x_minus, y_plus, y_minus, l_plus, l_minus = 0, 1, gh, gh + 1, 2 * gh, 2 * gh + 1
+    levels = torch.tensor([-2.0, -1.0, 0.0, 1.0, 2.0]) / math.sqrt(60.0 / 28.0)  # X after GroupNorm
+    for layer in (predictor.ann_index_lowres, predictor.index_uv_lowres, predictor.u_lowres, predictor.v_lowres):
+        init.he(layer, gain=RANDOM_DENSE_GAIN)
+    # coarse: foreground where |X| + 0.45 |Y| is small, a little more where the box is bright or dark
+    signal(predictor.ann_index_lowres, 0, {}, 0.0)
+    signal(predictor.ann_index_lowres, 1, {x_plus: -COARSE_GAIN, x_minus: -COARSE_GAIN, y_plus: -0.45 * COARSE_GAIN,
+                                           y_minus: -0.45 * COARSE_GAIN, l_plus: 0.3, l_minus: 0.3},
+           1.05 * COARSE_GAIN)
+    # fine: Voronoi cells: logit_k = 2 (X x_k + Y y_k) - (x_k^2 + y_k^2), 3 x that for margin
+    cells = {}
+    for row in range(5):
+        for column in range(5):
+            cells.setdefault(PART_LAYOUT[row][column], (float(levels[column]), float(levels[row])))
+    for part in range(N_FINE):
+        xk, yk = cells[part]
+        signal(predictor.index_uv_lowres, part, {x_plus: 6.0 * xk, x_minus: -6.0 * xk, y_plus: 6.0 * yk,
+                                                 y_minus: -6.0 * yk}, -3.0 * (xk * xk + yk * yk))
+        # u, v in 0..1: box position plus a little luma, each part its own mix
+        turn = part * 2.0 * math.pi / N_FINE
+        cu, su = 0.18 * math.cos(turn), 0.18 * math.sin(turn)
+        signal(predictor.u_lowres, part, {x_plus: cu, x_minus: -cu, y_plus: su, y_minus: -su, l_plus: 0.05,
+                                          l_minus: -0.05}, 0.5)
+        signal(predictor.v_lowres, part, {x_plus: -su, x_minus: su, y_plus: cu, y_minus: -cu, l_plus: -0.05,
+                                          l_minus: 0.05}, 0.5)
+
+
+@torch.no_grad()
+def standin_core(depth: int = 50, style: str = "tuple", seed: int = 0, width: float = 1.0,
+                 score_threshold: Optional[float] = None) -> GeneralizedRCNN:
+    """The eager ``GeneralizedRCNN`` of a stand-in with its designed, seeded weights, in eval mode."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")
+    if not 0.0 < width <= 1.0:
+        raise ValueError(f"width must be in (0, 1], got {width!r}")
+    threshold = SCORE_THRESHOLDS[style] if score_threshold is None else float(score_threshold)
+    model = GeneralizedRCNN(depth, width, style, threshold).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    init = _Init(seed)
+    _design_backbone(model, init, seed)
+    _design_fpn_rpn(model, init)
+    _design_box_head(model, init)
+    _design_densepose(model, init)
+    return model
+
+
+def build_standin_rcnn(style: str = "tuple", depth: int = 50, dtype: torch.dtype = torch.float32, seed: int = 0,
+                       width: float = 1.0, score_threshold: Optional[float] = None) -> torch.jit.ScriptModule:
+    """A stand-in DensePose R-CNN file's module: ``style`` "tuple" (traced, as the hub files) or "dict"
+    (scripted, as the DensePose-TorchScript releases; ``dtype=torch.float16`` is their ``--fp16``: the
+    scripted module converted with ``.half()``). ``depth`` 50 or 101; ``width`` < 1 scales every channel
+    count (a reduced variant for fast tests); ``score_threshold`` defaults per style (``SCORE_THRESHOLDS``)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be torch.float32 or torch.float16, got {dtype!r}")
+    if style == "tuple" and dtype != torch.float32:
+        raise ValueError("the tuple-style hub files are float32 only; float16 is the dict style's --fp16 release")
+    core = standin_core(depth, style, seed, width, score_threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace/script are deprecated (still what the real files are)
+        if style == "tuple":
+            with torch.no_grad():
+                return torch.jit.trace(TracingAdapter(core).eval(), _calibration_image(seed), check_trace=False)
+        scripted = torch.jit.script(DefaultPredictor(core).eval())
+    return scripted.half() if dtype == torch.float16 else scripted
+
+
+def save_standin_rcnn(path, style: str = "tuple", depth: int = 50, dtype: torch.dtype = torch.float32, seed: int = 0,
+                      width: float = 1.0, score_threshold: Optional[float] = None) -> Path:
+    """Build a stand-in (``build_standin_rcnn``) and save it as a TorchScript file at ``path``; returns it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = build_standin_rcnn(style, depth, dtype, seed, width, score_threshold)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module.save(str(path))
+    return path
+
+
+def state_dict_layout(depth: int = 50, style: str = "tuple", width: float = 1.0) -> Dict[str, Tuple[int, ...]]:
+    """Key -> shape of the published architecture's TorchScript ``state_dict()`` (the dict style has the
+    vendored code's ModuleList aliases too); TorchScript files keep non-persistent buffers (``pixel_mean``,
+    ``pixel_std``, the anchors), so they are listed. Built without weights or compilation: cheap."""
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}, got {style!r}")
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth!r}")
+    with torch.device("meta"):
+        model = GeneralizedRCNN(depth, width, style, SCORE_THRESHOLDS[style])
+    layout: Dict[str, Tuple[int, ...]] = {}
+    for prefix, module in model.named_modules(remove_duplicate=False):
+        for name, tensor in list(module._parameters.items()) + list(module._buffers.items()):
+            if tensor is not None:
+                layout[f"model.{prefix}.{name}" if prefix else f"model.{name}"] = tuple(tensor.shape)
+    return layout
