@@ -49,9 +49,9 @@ a luma channel, progressively blurred; the FPN turns it into a saliency map (lum
 background) and a scale-selective contrast per level; the RPN scores anchors by that contrast (tall anchors
 and coarse levels first); the box head scores a proposal by how well a salient region fills its inner 5x5
 of 7x7 bins with background around it, and regresses the box onto the region's edges, so overlapping
-candidates land on nearly the same box and the winner's score stands well clear of its rivals' and of the
-threshold (decisive detections, needed to compare batched and one-image runs); a frame without contrast
-(black) has nobody. The DensePose head carries the saliency (coarse foreground) and box-relative position
+candidates land on nearly the same box (aimed at decisive detections, needed to compare batched and one-image
+runs; achieved on simple scenes, not yet on real frames, where few or no boxes are found); a frame without
+contrast (black) has nobody. The DensePose head carries the saliency (coarse foreground) and box-relative position
 features built from zero padding (fine parts as contiguous regions, U/V ramps). All other channels are
 random, calibrated to unit scale, and reach every output with small weights, so every weight matters.
 
