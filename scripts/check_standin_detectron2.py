@@ -32,7 +32,7 @@ from pathlib import Path
 import torch
 
 HERE = Path(__file__).resolve().parent
-STANDIN_PATH = HERE.parent / "pipeline" / "models" / "standin_rcnn.py"
+STANDIN_PATH = HERE.parent / "pipeline" / "models" / "_standin_rcnn.py"
 OUTPUT_KEYS = ("pred_boxes", "scores", "pred_classes", "pred_densepose_coarse_segm", "pred_densepose_fine_segm",
                "pred_densepose_u", "pred_densepose_v")
 REL_TOLERANCE = 1e-4  # float32 rounding through a hundred layers, relative to each tensor's magnitude

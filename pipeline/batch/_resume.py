@@ -15,7 +15,7 @@ from pathlib import Path
 from ..config import EncodeConfig
 from ..core import ModelError, one_line
 from ..io import make_fingerprint, mismatch, same_file, stored_fingerprint
-from ..models import resolve_model_path
+from ..models import half_applies, resolve_model_path
 from ._inputs import Job
 from ._report import InputResult
 
@@ -31,7 +31,8 @@ class BatchAbort(Exception):
 def expected_fingerprint(input_path: str | os.PathLike, config: EncodeConfig) -> str:
     """The fingerprint an encode of ``input_path`` with ``config`` would write, without loading the
     model (its file is found, not loaded). ModelError when the model cannot be found."""
-    return make_fingerprint(input_path, config, resolve_model_path(config.model, config.model_dir))
+    return make_fingerprint(input_path, config, resolve_model_path(config.model, config.model_dir),
+                            half_applies(config.device, config.half))
 
 
 def skip_check(job: Job, config: EncodeConfig) -> InputResult | None:

@@ -26,6 +26,7 @@ import torch
 from ..config import EncodeConfig
 from ..core import ConfigError, InputError
 from ..io import OutputTargets, VideoInfo, check_targets, make_fingerprint, open_sinks, probe_video
+from ..models import dtype_name, half_applies
 from ._encoder import Encoder
 from ._estimator import DensePoseEstimator
 from ._framing import FramePlan, plan_framing
@@ -110,7 +111,10 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
     pipeline = Pipeline(spec, lambda: video_frames(job.input_path, job.info, job.config, warnings))
     encoder = Encoder(pipeline.state, progress)
     # stored with every output, for resume: this run's settings and the loaded model's file
-    fingerprint = make_fingerprint(job.input_path, job.config, estimator.model.path)
+    model = estimator.model
+    fingerprint = make_fingerprint(job.input_path, job.config, model.path, half_applies(job.config.device,
+                                   job.config.half), ran={"device": model.device.type,
+                                                          "precision": dtype_name(model.precision.runs)})
     with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint, fingerprint) as sinks:
         encoder.run(pipeline.batches(), sinks)
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,

@@ -28,8 +28,10 @@ once per process, which costs a fraction of loading it.
 Effective values: what the run does, not how it was spelled: ``resolution`` left unset is 512
 without ``--size`` (with ``--size`` it stays "implied by --size": the framing decides it from the
 input's size, which the input identity covers); ``fit`` unset with ``--size`` is ``crop``; ``half``
-is off with ``--device cpu`` (fp16 is CUDA only). With ``--device auto`` it stays as asked: the
-driver of a Ray run, which checks outputs, may have no GPU while its workers, which write them, do.
+is off with ``--device cpu`` on a CPU without native bfloat16 (where it is ignored). With ``--device
+auto`` it stays as asked: the driver of a Ray run, which checks outputs, may have no GPU while its
+workers, which write them, do. What actually ran (device, precision) is recorded too, as ``ran``, and
+not compared.
 """
 
 from __future__ import annotations
@@ -77,24 +79,26 @@ def _json_value(value):
     return str(value)
 
 
-def effective_settings(config: EncodeConfig) -> dict:
-    """The output settings of a run, as JSON values (``model`` is the model identity, kept apart)."""
+def effective_settings(config: EncodeConfig, half_applies: bool | None = None) -> dict:
+    """The output settings of a run, as JSON values (``model`` is the model identity, kept apart).
+    ``half_applies``: whether ``--half`` changes what runs here (the models layer decides it: CUDA, or a CPU
+    with native bfloat16); None: as asked, except with ``--device cpu``."""
     settings = {s.name: _json_value(getattr(config, s.name)) for s in SETTINGS if s.output and s.name != "model"}
-    settings["half"] = _half(config)
+    settings["half"] = config.half and (half_applies if half_applies is not None else config.device != "cpu")
     settings["resolution"] = config.framing_resolution
     settings["fit"] = config.effective_fit
     return settings
 
 
-def make_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, model_path: str | os.PathLike) -> str:
+def make_fingerprint(input_path: str | os.PathLike, config: EncodeConfig, model_path: str | os.PathLike,
+                     half_applies: bool | None = None, ran: dict | None = None) -> str:
+    """The fingerprint of an encode (see the module docstring). ``ran``: what actually ran (e.g. ``{"device":
+    "cpu", "precision": "bfloat16"}``), recorded for people and tools, never compared by ``mismatch``."""
     data = {"format": FORMAT_VERSION, "input": input_identity(input_path), "model": model_identity(model_path),
-            "settings": effective_settings(config)}
+            "settings": effective_settings(config, half_applies)}
+    if ran is not None:
+        data["ran"] = ran
     return json.dumps(data, sort_keys=True, separators=(",", ":"))
-
-
-def _half(config: EncodeConfig) -> bool:
-    """fp16 as asked, where it can apply: the same on every machine (see the module docstring)."""
-    return config.half and config.device != "cpu"
 
 
 def stored_fingerprint(path: str | os.PathLike) -> str | None:

@@ -2,8 +2,9 @@
 
 The export style comes from the module's forward schema (``_contract``), the precision from its weights and
 the device (``_precision``), torchvision's operators are registered first (``_ops``), and known export bugs
-are told once (``_export_bugs``). One small probe call on a black image then checks the output contract
-before any real frame is processed.
+are told once (``_export_bugs``). Nothing runs at load: the output contract is checked on every call's
+output, so the first real frame finds a broken export (one line naming the file and the contract) before any
+output is in place. (A probe frame would cost a whole forward pass of a model that resizes to 800 inside.)
 """
 
 from __future__ import annotations
@@ -23,17 +24,16 @@ from ._hub import DEFAULT_MODEL, MODEL_FILES, MODEL_REPO
 from ._ops import is_unknown_op_error, register_torchvision_ops, version_mismatch
 from ._precision import HALF_ROUTES, Precision, dtype_name, plan_precision, weights_dtype
 
-PROBE_SIZE = 64  # side of the black probe image
-
 
 def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool | str = False
                ) -> "DensePoseModel":
-    """Load a DensePose TorchScript model onto ``device``, detect its export style and probe its contract.
+    """Load a DensePose TorchScript model onto ``device`` and detect its export style (nothing runs yet).
 
-    The precision it runs in follows the weights and the device (see ``plan_precision``): float16 exports
-    (``--fp16`` releases) run in float32 on the CPU, natively in float16 on CUDA. ``half`` asks for float16
-    on CUDA for float32 exports: True or "autocast" (torch.autocast, which reaches the scripted ops), or
-    "native" (the weights converted with ``.half()``, as the float16 exports run). Ignored on the CPU.
+    The precision it runs in follows the weights, the device and ``half`` (see ``plan_precision``): float16
+    exports (``--fp16`` releases) run in float32 on the CPU, natively in float16 on CUDA. ``half`` asks for
+    float16 on CUDA: True or "autocast" (torch.autocast, which reaches the scripted ops), or "native" (the
+    weights converted with ``.half()``, as the float16 exports run); on a CPU with native bfloat16 it runs
+    the model under bfloat16 autocast, elsewhere on the CPU it is ignored with a warning.
     """
     path = Path(path)
     if not path.is_file():
@@ -67,13 +67,24 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     if precision.convert_to is not None:
         module = module.to(precision.convert_to)  # only floating-point weights change dtype
     if precision.convert_to == torch.float32:
-        warnings.warn(ModelWarning(f"{path.name} has {dtype_name(stored)} weights: on the CPU they run in float32 "
+        runs = dtype_name(precision.runs)
+        warnings.warn(ModelWarning(f"{path.name} has {dtype_name(stored)} weights: on the CPU they run in {runs} "
                                    f"({dtype_name(stored)} runs on CUDA)"), stacklevel=2)
+    if precision.note:
+        _warn_once(precision.note)
     style = detect_style(module, path)
     model = DensePoseModel(module, path, style, device, precision=precision)
-    model.probe()
     warn_rpn_size_order(module, path)
     return model
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warnings.warn(ModelWarning(message), stacklevel=3)
 
 
 class DensePoseModel:
@@ -117,8 +128,8 @@ class DensePoseModel:
                 f"precision={self.precision.describe()!r})")
 
     def _autocast(self):
-        if self.precision.autocast:
-            return torch.autocast("cuda", dtype=torch.float16)
+        if self.precision.autocast:  # float16 on CUDA, bfloat16 on a CPU that has it
+            return torch.autocast(self.device.type, dtype=self.precision.runs)
         return contextlib.nullcontext()
 
     def detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
@@ -136,25 +147,18 @@ class DensePoseModel:
         return self._detect(image_rgb_hwc)
 
     def _detect(self, image_rgb_hwc: torch.Tensor) -> Detections:
-        with torch.inference_mode(), self._autocast():
-            if self.style == "tuple":
-                output = self.module(image_rgb_hwc.permute(2, 0, 1))
-            else:
-                output = self.module(image_rgb_hwc.flip(-1).contiguous(), True)
-            return adapt_output(output, self.style, self.path)
-
-    def probe(self) -> None:
-        """One call on a small black image: the outputs must honour the contract (ModelError if not)."""
-        image = torch.zeros((PROBE_SIZE, PROBE_SIZE, 3), dtype=torch.uint8, device=self.device)
         try:
-            detections = self.detect(image)
-        except ModelError:
-            raise
+            with torch.inference_mode(), self._autocast():
+                if self.style == "tuple":
+                    output = self.module(image_rgb_hwc.permute(2, 0, 1))
+                else:
+                    output = self.module(image_rgb_hwc.flip(-1).contiguous(), True)
         except Exception as exc:
             # the root cause first and whole: the contract is only a guess at what went wrong
+            height, width = image_rgb_hwc.shape[:2]
             raise ModelError(
-                f"{self.path} failed on a {PROBE_SIZE}x{PROBE_SIZE} probe image as a {self.style}-style model "
-                f"on {self.device} ({self.precision.describe()}): {root_cause(exc)}; expected {self.contract}"
+                f"{self.path} failed on a {width}x{height} frame as a {self.style}-style model on {self.device} "
+                f"({self.precision.describe()}): {root_cause(exc)}; expected {self.contract}"
             ) from exc
-        if not bool(torch.isfinite(detections.boxes_xyxy).all()):
-            raise ModelError(f"{self.path} returned non-finite boxes on a probe image; expected {self.contract}")
+        with torch.inference_mode():
+            return adapt_output(output, self.style, self.path)

@@ -1,7 +1,16 @@
-"""Which precision a loaded model runs in: from its weights' dtype, the device and ``--half``."""
+"""Which precision a loaded model runs in: from its weights' dtype, the device, ``--half`` and the CPU.
+
+* CUDA: a float16/bfloat16 export runs as it is; a float32 export in float32, or with ``half`` in float16
+  (autocast, which reaches the ops inside a TorchScript model, or "native": the weights converted).
+* CPU: float32 (torchvision's CPU nms has no float16: low-precision weights are converted, as the exports'
+  own runner does). With ``half``, on a CPU that computes bfloat16 natively (AVX512-BF16 or AMX), the model
+  runs under ``torch.autocast("cpu", dtype=torch.bfloat16)``; where the CPU lacks it, ``half`` is ignored
+  (emulated bfloat16 is slower than float32) and ``Precision.note`` says so.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -13,15 +22,17 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 @dataclass(frozen=True)
 class Precision:
     """How a model runs: ``weights`` as stored in the file, ``runs`` the dtype its convolutions compute in,
-    ``convert_to`` the dtype the weights are converted to at load (None: as stored), ``autocast``."""
+    ``convert_to`` the dtype the weights are converted to at load (None: as stored), ``autocast`` (on the
+    model's device type, in ``runs``); ``note``: why a request was not followed (one line, or "")."""
 
     weights: torch.dtype | None
     runs: torch.dtype
     convert_to: torch.dtype | None = None
     autocast: bool = False
+    note: str = ""
 
     def describe(self) -> str:
-        """E.g. "float16 weights, run in float32" or "float32 weights, run in float16 (autocast)"."""
+        """E.g. "float16 weights, run in float32" or "float32 weights, run in bfloat16 (autocast)"."""
         weights = dtype_name(self.weights) if self.weights is not None else "no floating-point"
         route = " (autocast)" if self.autocast else ""
         return f"{weights} weights, run in {dtype_name(self.runs)}{route}"
@@ -40,16 +51,29 @@ def weights_dtype(module: torch.nn.Module) -> torch.dtype | None:
     return max(counts, key=counts.get) if counts else None
 
 
-def plan_precision(weights: torch.dtype | None, device: torch.device, half: bool | str = False) -> Precision:
-    """The precision a model with ``weights`` runs in on ``device`` (``half``: see ``load_model``).
+@functools.lru_cache(maxsize=1)
+def cpu_native_bfloat16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as torch itself checks it."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
 
-    On the CPU everything runs in float32 (torchvision's CPU kernels, e.g. nms, have no float16): float16
-    or bfloat16 weights are converted, which is exactly what the exports' own runner does. On CUDA a
-    float16/bfloat16 export runs as it is; a float32 export runs in float32, or in float16 with ``half``.
-    """
+
+NO_NATIVE_BF16 = ("--half is ignored on this CPU: it has no native bfloat16 (AVX512-BF16 or AMX), where emulated "
+                  "bfloat16 is slower than float32; running in float32")
+
+
+def plan_precision(weights: torch.dtype | None, device: torch.device, half: bool | str = False,
+                   native_bf16: bool | None = None) -> Precision:
+    """The precision a model with ``weights`` runs in on ``device`` (``half``: see the module docstring;
+    ``native_bf16``: whether the CPU has it, default ``cpu_native_bfloat16()``)."""
     low = weights in _LOW_PRECISION
     if device.type != "cuda":
-        return Precision(weights, torch.float32, convert_to=torch.float32 if low else None)
+        convert = torch.float32 if low else None
+        if not half:
+            return Precision(weights, torch.float32, convert_to=convert)
+        if cpu_native_bfloat16() if native_bf16 is None else native_bf16:
+            return Precision(weights, torch.bfloat16, convert_to=convert, autocast=True)
+        return Precision(weights, torch.float32, convert_to=convert, note=NO_NATIVE_BF16)
     if low:
         return Precision(weights, weights)
     if half == "native":
@@ -57,3 +81,12 @@ def plan_precision(weights: torch.dtype | None, device: torch.device, half: bool
     if half:
         return Precision(weights, torch.float16, autocast=True)
     return Precision(weights, torch.float32)
+
+
+def half_applies(device: str, half: bool) -> bool:
+    """Whether ``half`` changes what runs for the device spelling ``device`` ("auto", "cpu", "cuda[:N]"): on
+    the CPU only where it has native bfloat16; with "auto" as asked (a Ray driver without a GPU decides for
+    workers with one)."""
+    if not half:
+        return False
+    return cpu_native_bfloat16() if device == "cpu" else True

@@ -2,8 +2,9 @@
 
 Downloads go to the Hugging Face cache that ``resolve_model_path`` reads (``HF_HOME`` /
 ``HF_HUB_CACHE``), so workers that share it run offline with ``HF_HUB_OFFLINE=1``. A downloaded
-file is verified by loading it as a DensePose TorchScript model on the CPU (which runs the same
-contract probe as every encode) before it is reported with its size and sha256.
+file is verified by loading it as a DensePose TorchScript model on the CPU and running it once on a
+small frame (its output checked against the contract, as every encode's are) before it is reported
+with its size and sha256.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def stored_precision(path: str | os.PathLike) -> str | None:
     return _STORAGE_DTYPES[max(floating, key=floating.get)] if floating else None
 
 
+VERIFY_SIDE = 64  # a downloaded file runs once on a black frame this size (its contract checked)
+
 PRECISION_RULE = ("float16 weights run in float32 on the CPU and in float16 on CUDA; float32 weights run in "
                   "float32 (in float16 on CUDA with --half)")
 
@@ -136,7 +139,9 @@ def download_model(name: str, force: bool = False, verify: bool = True) -> Model
         raise ModelError(f"downloaded {filename} is empty: {path}; run again with --force")
     if verify:
         try:
-            load_model(path, "cpu")
+            import torch
+
+            load_model(path, "cpu").detect(torch.zeros((VERIFY_SIDE, VERIFY_SIDE, 3), dtype=torch.uint8))
         except ModelError as error:
             raise ModelError(f"downloaded {filename} does not load ({error}); run again with --force") from None
     return ModelEntry(name, filename, path, "hub cache", size, file_sha256(path), weights=stored_precision(path))

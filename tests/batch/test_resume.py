@@ -51,10 +51,14 @@ def test_every_output_carries_the_fingerprint_of_its_run(tmp_path, clip, standin
     assert result.exit_code == 0, result.output
     config = EncodeConfig(model=str(standin_models["tuple"]), resolution=64, lossless=True, device="cpu")
     expected = expected_fingerprint(clip, config)
+    stored = stored_fingerprint(outputs["main"])
+    # what the run would write, plus what actually ran (recorded, not compared)
+    assert json.loads(stored) == {**json.loads(expected), "ran": {"device": "cpu", "precision": "float32"}}
+    assert mismatch(stored, expected) is None
     for name, path in outputs.items():
-        assert stored_fingerprint(path) == expected, name
+        assert stored_fingerprint(path) == stored, name
     frames = sorted(outputs["frames"].iterdir())
-    assert len(frames) == 3 and {read_png_text(p)["densevid_fingerprint"] for p in frames} == {expected}  # every PNG
+    assert len(frames) == 3 and {read_png_text(p)["densevid_fingerprint"] for p in frames} == {stored}  # every PNG
 
     data = json.loads(expected)
     assert data["format"] == _fingerprint.FORMAT_VERSION
@@ -73,7 +77,8 @@ def test_image_output_carries_it_in_a_png_text_chunk(tmp_path, standin_models):
     assert run_cli(image, "--model", standin_models["tuple"], "--resolution", "64").exit_code == 0
     out = tmp_path / "person_densepose.png"
     config = EncodeConfig(model=str(standin_models["tuple"]), resolution=64)
-    assert stored_fingerprint(out) == expected_fingerprint(image, config)
+    stored = stored_fingerprint(out)
+    assert stored is not None and mismatch(stored, expected_fingerprint(image, config)) is None
     import cv2  # another PNG reader: the inserted chunk (length, CRC) is valid PNG
 
     pixels = decode_all(out)[0][0]
@@ -81,14 +86,20 @@ def test_image_output_carries_it_in_a_png_text_chunk(tmp_path, standin_models):
     np.testing.assert_array_equal(cv2.imread(str(out))[:, :, ::-1], pixels)
 
 
-def test_effective_values_not_spellings_decide(tmp_path, clip, standin_models):
+@pytest.mark.parametrize("native_bf16", [False, True])
+def test_effective_values_not_spellings_decide(tmp_path, clip, standin_models, monkeypatch, native_bf16):
+    import densevid.pipeline.models._precision as precision
+
+    monkeypatch.setattr(precision, "cpu_native_bfloat16", lambda: native_bf16)
     base = EncodeConfig(model=str(standin_models["tuple"]), device="cpu")
     model = str(standin_models["tuple"])
     same = [EncodeConfig(model=model, device="cpu", resolution=512),  # the default, spelled out
-            EncodeConfig(model=model, device="cpu", half=True),  # fp16 is CUDA only
             EncodeConfig(model=model, device="cpu", batch_size=3, overwrite=True)]  # no effect on the output
     for config in same:
         assert expected_fingerprint(clip, config) == expected_fingerprint(clip, base)
+    # --half on the CPU: bfloat16 where the CPU has it (another output), else ignored (the same one)
+    half_on_cpu = expected_fingerprint(clip, EncodeConfig(model=model, device="cpu", half=True))
+    assert (half_on_cpu == expected_fingerprint(clip, base)) == (not native_bf16)
     # --half where CUDA may run it counts as asked, whatever this machine has: a Ray driver without a
     # GPU checks what its GPU workers wrote
     assert "--half off there, on now" in mismatch(expected_fingerprint(clip, base),

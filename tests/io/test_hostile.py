@@ -344,7 +344,7 @@ def test_output_in_read_only_directory_is_refused(tmp_path, standin_models, monk
 
 
 def _model_failure(tmp_path, model_path, monkeypatch):
-    """Run with a broken model; frames must not be decoded past the probe (iter_frame_batches untouched)."""
+    """Run with a model that cannot load; no frame is decoded (iter_frame_batches untouched)."""
     import densevid.pipeline.engine._source as source
 
     calls = []
@@ -375,6 +375,26 @@ def test_model_with_wrong_contract(tmp_path, monkeypatch):
         torch.jit.script(One()).save(str(model))
     line = _model_failure(tmp_path, model, monkeypatch)
     assert "contract" in line
+
+
+def test_model_whose_output_breaks_its_contract_on_the_first_frame(tmp_path):
+    """The schema says tuple style, the output does not fit: found on the first real frame (nothing runs at
+    load), one line naming the file and the contract, no output and no partial file left."""
+    class WrongShapes(torch.nn.Module):
+        def forward(self, image: torch.Tensor):
+            n = 1
+            return (torch.zeros(n, 4), torch.zeros(n, 3, 8, 8), torch.zeros(n, 25, 8, 8), torch.zeros(n, 25, 8, 8),
+                    torch.zeros(n, 25, 8, 8))
+
+    model = tmp_path / "shapes.torchscript"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.script(WrongShapes()).save(str(model))
+    clip = make_clip(tmp_path / "a.mkv", synthetic_frames(3, 32, 32))
+    out = tmp_path / "o.mkv"
+    line = assert_one_line_error(run_cli(clip, "--model", model, "--lossless", "--resolution", "64", "-o", out),
+                                 "shapes.torchscript", "tuple-style model contract", "coarse_segm", out=out)
+    assert "expected forward(image: uint8 CHW RGB)" in line
 
 
 # --- signals and a full disk (real processes) -------------------------------------------------------

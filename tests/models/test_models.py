@@ -282,8 +282,7 @@ def test_load_detects_style(standin_models, style):
 
 def test_both_styles_give_identical_detections(standin_models):
     tuple_style = load_model(standin_models["tuple"], "cpu")
-    dict_style = load_model(standin_models["dict"], torch.device("cpu"), half=True)
-    assert not dict_style.half  # ignored on CPU
+    dict_style = load_model(standin_models["dict"], torch.device("cpu"))
     for image in (ONE, THREE, torch.zeros((32, 48, 3), dtype=torch.uint8)):
         a, b = tuple_style.detect(image), dict_style.detect(image)
         assert len(a) == len(b)
@@ -348,15 +347,17 @@ def _script(tmp_path, module, name):
 @pytest.mark.filterwarnings("ignore::FutureWarning")
 @pytest.mark.parametrize("module,name,match", [
     (_SingleTensor, "single.pt", r"single\.pt does not honour the model contract.*expected forward"),
-    # the schema looks right; the 64x64 probe finds the wrong shape
+    # the schema looks right; the first frame's output has the wrong shape
     (_WrongChannels, "channels.pt",
      r"channels\.pt does not honour the tuple-style model contract.*coarse_segm must have shape \[1, 2, S, S\] "
      r"for 1 boxes, got \[1, 3, 8, 8\]"),
     (_MissingKeys, "keys.pt", r"dict-style model contract.*without pred_densepose_coarse_segm"),
 ])
 def test_load_wrong_contract(tmp_path, module, name, match):
+    """A schema that is neither style fails at load; an output that breaks its style's contract on the first
+    frame (nothing runs at load: a synthetic probe frame would cost a whole forward pass)."""
     with pytest.raises(ModelError, match=match):
-        load_model(_script(tmp_path, module(), name), "cpu")
+        load_model(_script(tmp_path, module(), name), "cpu").detect(ONE)
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
@@ -418,9 +419,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 
 @pytest.mark.parametrize("weights,device,half,runs,convert_to,autocast", [
     (torch.float32, CPU, False, torch.float32, None, False),
-    (torch.float32, CPU, True, torch.float32, None, False),  # --half is for CUDA
     (torch.float16, CPU, False, torch.float32, torch.float32, False),  # as the exports' own runner does
-    (torch.bfloat16, CPU, True, torch.float32, torch.float32, False),
     (torch.float16, CUDA, False, torch.float16, None, False),  # natively, as exported
     (torch.float32, CUDA, False, torch.float32, None, False),
     (torch.float32, CUDA, True, torch.float16, None, True),
@@ -433,8 +432,41 @@ def test_plan_precision(weights, device, half, runs, convert_to, autocast):
         (weights, runs, convert_to, autocast)
 
 
+@pytest.mark.parametrize("weights,native,runs,convert_to,autocast,noted", [
+    (torch.float32, True, torch.bfloat16, None, True, False),  # AVX512-BF16 or AMX: bfloat16 autocast
+    (torch.float16, True, torch.bfloat16, torch.float32, True, False),  # converted for nms, then autocast
+    (torch.float32, False, torch.float32, None, False, True),  # emulated bfloat16 is slower: ignored, said
+    (torch.bfloat16, False, torch.float32, torch.float32, False, True),
+])
+def test_half_on_the_cpu_is_bfloat16_where_the_cpu_has_it(weights, native, runs, convert_to, autocast, noted):
+    precision = _models.plan_precision(weights, CPU, True, native_bf16=native)
+    assert (precision.runs, precision.convert_to, precision.autocast) == (runs, convert_to, autocast)
+    assert (precision.note == _models._precision.NO_NATIVE_BF16) == noted and bool(precision.note) == noted
+
+
+def test_this_cpus_bfloat16_is_read_from_torchs_own_check():
+    expected = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert _models.cpu_native_bfloat16() == expected
+
+
+@pytest.mark.skipif(not torch.cpu._is_avx512_bf16_supported(), reason="needs a CPU with native bfloat16")
+def test_half_runs_the_model_in_bfloat16_on_this_cpu(tmp_path):
+    from densevid.pipeline.models import save_standin_rcnn
+
+    path = save_standin_rcnn(tmp_path / "rcnn.pt", "tuple", 50, width=0.25)
+    half, full = load_model(path, "cpu", half=True), load_model(path, "cpu")
+    assert half.describe().endswith("float32 weights, run in bfloat16 (autocast)")
+    a, b = half.detect(ONE), full.detect(ONE)
+    assert len(a) == len(b) >= 1
+    assert not torch.equal(a.fine_segm.float(), b.fine_segm)  # autocast reached the ops inside the TorchScript file
+    agree = (a.fine_segm.float().argmax(1) == b.fine_segm.argmax(1)).float().mean()
+    assert float(agree) > 0.9
+
+
 def test_precision_is_described():
     assert _models.plan_precision(torch.float16, CPU).describe() == "float16 weights, run in float32"
+    assert _models.plan_precision(torch.float32, CPU, True, native_bf16=True).describe() == \
+        "float32 weights, run in bfloat16 (autocast)"
     assert _models.plan_precision(torch.float32, CUDA, True).describe() == \
         "float32 weights, run in float16 (autocast)"
 
@@ -457,14 +489,15 @@ class _HalfInside(torch.nn.Module):
 
 
 @pytest.mark.filterwarnings("ignore::FutureWarning")
-def test_probe_error_keeps_the_root_cause_whole_before_the_contract(tmp_path):
+def test_a_failing_call_keeps_the_root_cause_whole_before_the_contract(tmp_path):
+    model = load_model(_script(tmp_path, _HalfInside(), "mixed.pt"), "cpu")  # nothing runs at load
     with pytest.raises(ModelError) as info:
-        load_model(_script(tmp_path, _HalfInside(), "mixed.pt"), "cpu")
+        model.detect(torch.zeros((40, 56, 3), dtype=torch.uint8))
     message = str(info.value)
     root = "RuntimeError: Input type (c10::Half) and bias type (float) should be the same"
     assert "\n" not in message and root in message
-    assert message.index("64x64 probe image as a tuple-style model on cpu (float32 weights, run in float32): " +
-                         root) < message.index("; expected forward(image: uint8 CHW RGB)")
+    assert message.index("failed on a 56x40 frame as a tuple-style model on cpu (float32 weights, run in float32): "
+                         + root) < message.index("; expected forward(image: uint8 CHW RGB)")
     assert "TorchScript interpreter" not in message and "..." not in message
 
 

@@ -1,4 +1,4 @@
-"""The hub-like real-cost stand-in R-CNN (pipeline/models/standin_rcnn.py): layout, contracts, quirks, behaviour.
+"""The hub-like real-cost stand-in R-CNN (pipeline/models/_standin_rcnn.py): layout, contracts, quirks, behaviour.
 
 Reduced-width variants (same graph and keys, fewer channels) where the full size is not the point; the
 full-size builds are marked slow. The reference check against DensePose-TorchScript's own code is
@@ -7,30 +7,15 @@ scripts/check_standin_detectron2.py (it needs that repository and its dependenci
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import warnings
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tests"))
+from densevid.pipeline.models import _standin_rcnn as S
+from support.cases import ONE, THREE, TWO
 
-from cases import ONE, THREE, TWO  # noqa: E402
-
-
-def _load_module():
-    # by file path: the module is self-contained (torch and torchvision only), whatever the package layout
-    spec = importlib.util.spec_from_file_location("standin_rcnn_under_test", ROOT / "pipeline/models/standin_rcnn.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-S = _load_module()
 SMALL = 0.25  # the reduced variant's width
 
 # --- the published architecture, written out by hand -----------------------------------------------------
