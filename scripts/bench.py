@@ -366,10 +366,10 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     if args.model is not None:
         model_path = args.model
     else:
-        from densevid.pipeline.models import save_realcost
+        from densevid.pipeline.models import save_standin_rcnn
 
         out(f"generating the real-cost stand-in (R{args.depth}, tuple style) ...")
-        model_path = save_realcost(tmp / f"realcost_r{args.depth}.torchscript", "tuple", args.depth)
+        model_path = save_standin_rcnn(tmp / f"rcnn_r{args.depth}.torchscript", "tuple", args.depth)
     clip_e, n_frames = capped_clip(clip, args.frames, tmp / "model_bound.mp4")
     budget = torch.get_num_threads()
     on_cuda = device.type == "cuda"

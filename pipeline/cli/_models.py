@@ -43,15 +43,15 @@ def models_download(which: str, force: bool) -> None:
 @models.command("standin")
 @click.argument("directory", type=click.Path(path_type=Path))
 @click.option("--real-cost", is_flag=True,
-              help="The real exports' architecture and cost (ResNet-50/101-FPN DensePose R-CNN, about 250 and 330 MB, "
-                   "seconds per frame on a CPU) instead of the small, fast one.")
+              help="The hub files' architecture, parameter names and cost (detectron2's DensePose R-CNN "
+                   "R50/R101-FPN-DL, about 265 and 340 MB, seconds per frame on a CPU) instead of the small, fast one.")
 @click.option("--force", is_flag=True, help="Replace model files that exist in DIRECTORY.")
 def models_standin(directory: Path, real_cost: bool, force: bool) -> None:
-    """Write stand-in models with RANDOM weights into DIRECTORY, under the real file names.
+    """Write stand-in models with MADE-UP weights into DIRECTORY, under the real file names.
 
     For trying densevid without the real weights: DENSEVID_MODEL_DIR=DIRECTORY densevid encode VIDEO.
-    The people and body parts a stand-in finds are made up from the picture's bright regions; its
-    output is not a DensePose estimate.
+    The people and body parts a stand-in finds come from the picture's bright or contrasting regions;
+    its output is not a DensePose estimate.
     """
     from ..models import write_model_files
 
@@ -61,7 +61,7 @@ def models_standin(directory: Path, real_cost: bool, force: bool) -> None:
         fail(str(error))
     kind = "real-cost stand-in" if real_cost else "stand-in"
     for path in paths:
-        click.echo(f"wrote {path} ({kind} with random weights, not the real model)")
+        click.echo(f"wrote {path} ({kind} with made-up weights, not the real model)")
     click.echo(f"try it: DENSEVID_MODEL_DIR={directory.resolve()} densevid encode VIDEO")
 
 

@@ -7,8 +7,9 @@ Offers: the hub files and their lookup (``MODEL_REPO``, ``MODEL_FILES``, ``DEFAU
 ``TUPLE_CONTRACT``, ``DICT_CONTRACT``, ``DICT_KEYS``, ``detect_style``); precision (``Precision``,
 ``plan_precision``, ``weights_dtype``, ``HALF_ROUTES``); known export bugs (``rpn_size_order_bug``,
 ``ModelWarning``); the weights on disk (``download_model``, ``cached_models``, ``stored_precision``,
-``format_size``, ``PRECISION_RULE``); stand-ins (``build_standin``, ``save_standin``, ``build_realcost``,
-``save_realcost``, ``write_model_files``).
+``format_size``, ``PRECISION_RULE``); stand-ins (``build_standin``, ``save_standin``: cheap, for exactness;
+``build_standin_rcnn``, ``save_standin_rcnn``, ``state_dict_layout``, ``standin_core``: the hub files' and the
+releases' architecture, names and cost; ``write_model_files``).
 May import: ``core``. Never ``io``, ``engine`` or anything above.
 """
 
@@ -29,7 +30,6 @@ _EXPORTS.update({"register_torchvision_ops": "._ops"})
 _EXPORTS.update({name: "._store" for name in (
     "download_model", "cached_models", "stored_precision", "format_size", "PRECISION_RULE", "ModelEntry")})
 _EXPORTS.update({name: "._standin" for name in ("build_standin", "save_standin", "write_model_files")})
-_EXPORTS.update({name: "._standin_realcost" for name in ("build_realcost", "save_realcost")})
 _EXPORTS.update({name: "._standin_rcnn" for name in (
     "build_standin_rcnn", "save_standin_rcnn", "state_dict_layout", "standin_core")})
 __all__ = sorted(_EXPORTS)

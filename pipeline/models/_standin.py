@@ -17,10 +17,10 @@ the image like real detectors), suppresses duplicates with ``torchvision::nms`` 
 torchvision's ops, like the real models), keeps at most 3 people, and derives smooth part/UV logits
 from a RoIAlign crop of the box mixed with fixed seeded weights plus a fixed low-frequency pattern.
 A uniform (e.g. black) frame has nobody in it. The core computes in float32 whatever the dtype of
-its buffers, so a half-precision model built around it (``_standin_realcost``) finds the same people.
+its buffers.
 
-The real-cost stand-in (the real exports' architecture and cost) is in ``_standin_realcost``;
-``write_model_files`` (``densevid models standin``) saves either under the real file names.
+The real-cost stand-ins (the real exports' architecture, names and cost) are in ``_standin_rcnn``;
+``write_model_files`` (``densevid models standin``) saves either kind under the real file names.
 """
 
 from __future__ import annotations
@@ -241,9 +241,9 @@ def save_standin(path, style: str = "tuple", seed: int = 0, size: int = 112) -> 
 def write_model_files(directory, real_cost: bool = False, overwrite: bool = False, seed: int = 0) -> list[Path]:
     """Stand-ins under the file names DENSEVID_MODEL_DIR is searched for (``MODEL_FILES``), in ``directory``.
 
-    The cheap stand-in (tuple style, both names) by default; ``real_cost``: the real-cost stand-in, R50 under
-    the r50 name and R101 under the r101 name. An existing file is an OutputError unless ``overwrite``: it may
-    be the real weights.
+    The cheap stand-in (tuple style, both names) by default; ``real_cost``: the hub-like stand-ins (tuple style,
+    as the hub files are), R50 under the r50 name and R101 under the r101 name. An existing file is an
+    OutputError unless ``overwrite``: it may be the real weights.
     """
     from ..core import OutputError, os_reason
     from ._hub import MODEL_FILES
@@ -261,9 +261,9 @@ def write_model_files(directory, real_cost: bool = False, overwrite: bool = Fals
     written = []
     for name, path in targets.items():
         if real_cost:
-            from ._standin_realcost import save_realcost
+            from ._standin_rcnn import save_standin_rcnn
 
-            save_realcost(path, "tuple", depth=int(name[1:]), seed=seed)
+            save_standin_rcnn(path, "tuple", depth=int(name[1:]), seed=seed)
         else:
             save_standin(path, "tuple", seed=seed)
         written.append(path)

@@ -190,8 +190,8 @@ def test_standin_command_lets_a_new_user_try_densevid(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["models", "standin", str(directory)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines == [f"wrote {directory / MODEL_FILES['r50']} (stand-in with random weights, not the real model)",
-                     f"wrote {directory / MODEL_FILES['r101']} (stand-in with random weights, not the real model)",
+    assert lines == [f"wrote {directory / MODEL_FILES['r50']} (stand-in with made-up weights, not the real model)",
+                     f"wrote {directory / MODEL_FILES['r101']} (stand-in with made-up weights, not the real model)",
                      f"try it: DENSEVID_MODEL_DIR={directory.resolve()} densevid encode VIDEO"]
     monkeypatch.setenv("DENSEVID_MODEL_DIR", str(directory))
     clip = make_clip(tmp_path / "a.mkv", synthetic_frames(2, 32, 32))
@@ -214,9 +214,11 @@ def test_standin_command_real_cost(tmp_path):
 
     result = CliRunner().invoke(main, ["models", "standin", str(tmp_path), "--real-cost"])
     assert result.exit_code == 0, result.output
-    assert "real-cost stand-in with random weights" in result.output
+    assert "real-cost stand-in with made-up weights" in result.output
     for name, depth in (("r50", 50), ("r101", 101)):
         model = load_model(tmp_path / MODEL_FILES[name], "cpu")
-        body = model.module.model.backbone.body
-        blocks = [len(list(getattr(body, f"layer{i}").children())) for i in range(1, 5)]
+        assert model.style == "tuple"  # as the hub files are
+        keys = model.module.state_dict()
+        blocks = [len({k.split(".")[4] for k in keys if k.startswith(f"model.backbone.bottom_up.res{stage}.")})
+                  for stage in range(2, 6)]
         assert blocks == ([3, 4, 6, 3] if depth == 50 else [3, 4, 23, 3])
