@@ -14,6 +14,11 @@ class DensevidWarning(RuntimeWarning):
     """densevid's own warnings: the CLI shows these (one line each), not other libraries' warnings."""
 
 
+class DensevidNote(DensevidWarning):
+    """Information rather than a problem (e.g. which engine runs a model): the CLI shows it as a note, not
+    with --quiet."""
+
+
 def lazy_exports(package: str, table: dict[str, str]) -> tuple[Callable[[str], object], Callable[[], list[str]]]:
     """``__getattr__`` and ``__dir__`` for a package whose public names live in its private modules.
 

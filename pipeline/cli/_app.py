@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-from ..core import DensevidError, DensevidWarning
+from ..core import DensevidError, DensevidNote, DensevidWarning
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -54,7 +54,9 @@ def main() -> None:
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """densevid's own warnings (e.g. the CPU render falling back to the plain reference) as one line each. Other
     libraries' warnings (e.g. torch's, raised inside the model) are not ours to show on every run."""
-    if issubclass(category, DensevidWarning):
+    if issubclass(category, DensevidNote):
+        click.echo(f"densevid: note: {message}", err=True)
+    elif issubclass(category, DensevidWarning):
         click.echo(f"densevid: warning: {message}", err=True)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
 from ..config import SETTINGS, EncodeConfig, flag_of
-from ..core import ConfigError, DensevidError, UsageError
+from ..core import ConfigError, DensevidError, DensevidNote, UsageError
 from ._app import EXIT_INTERRUPTED, EXIT_USAGE, fail, main, signals_ignored, sigterm_as_interrupt
 
 # what `--ray ADDRESS` accepts; any other word after --ray is an INPUT (`--ray videos/` starts a local Ray)
@@ -118,6 +119,8 @@ def encode(inputs: tuple[str, ...], output_path: Path | None, list_files: tuple[
     from ._console import ConsoleProgress
 
     signal.signal(signal.SIGTERM, sigterm_as_interrupt)
+    if quiet:
+        warnings.filterwarnings("ignore", category=DensevidNote)  # notes are information: not with --quiet
     try:
         if ray_address is not None and not _RAY_ADDRESS.match(ray_address):
             inputs, ray_address = inputs + (ray_address,), "local"  # `--ray videos/`: the word is an INPUT

@@ -12,7 +12,7 @@ from ..._base import lazy_exports
 
 _EXPORTS = {name: "._settings" for name in (
     "SETTINGS", "SETTINGS_BY_NAME", "Setting", "EncodeConfig", "PRESET_KEYS", "FLAG_NAMES", "flag_of", "parse_fps",
-    "parse_crop_box", "parse_device", "resolve_device", "DEFAULT_RESOLUTION", "DEFAULT_FIT", "FITS",
+    "parse_crop_box", "parse_device", "resolve_device", "DEFAULT_RESOLUTION", "DEFAULT_FIT", "FITS", "ENGINES",
     "MIN_RESOLUTION", "MAX_RESOLUTION", "MIN_SIZE", "MAX_SIZE", "DEVICE_SPELLING")}
 _EXPORTS.update({name: "._presets" for name in (
     "list_presets", "load_preset", "load_config_file", "presets_dir", "describe_preset")})

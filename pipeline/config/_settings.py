@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import torch
 
 FITS = ("crop", "pad", "stretch")
+ENGINES = ("auto", "native", "torchscript")
 DEFAULT_FIT = "crop"  # what --size frames with when --fit is not given
 DEVICE_SPELLING = "auto, cpu, cuda or cuda:N"
 DEFAULT_RESOLUTION = 512
@@ -182,13 +183,22 @@ SETTINGS: tuple[Setting, ...] = (
                  "With --size, the model sees what --fit says unless --resolution is given too."),
     Setting("device", "auto", parse_device, metavar="DEVICE", preset=False,
             help=f"Where the model runs: {DEVICE_SPELLING} (auto: CUDA when available)."),
+    Setting("engine", "auto", _choice(ENGINES), choices=ENGINES, preset=True,
+            help="What runs the model: native (the DensePose R-CNN built from the file's weights, --batch-size "
+                 "frames per call), torchscript (the file itself, one frame per call) or auto: native where the "
+                 "file's weights map onto it (else the file, with a note); on the CPU in float32 one frame per "
+                 "call, which is the file's output bit for bit."),
     Setting("batch_size", 8, _int_in(1, MAX_BATCH_SIZE), metavar="N",
-            help="Frames per batch moved between pipeline stages."),
+            help="Frames per batch moved between pipeline stages, and per call of a native model that batches "
+                 "(halved on CUDA when a batch does not fit)."),
     Setting("workers", None, _int_in(1, MAX_WORKERS), metavar="N", preset=False,
-            help="Frames in the model at once, each in its own thread (its own CUDA stream on a GPU; on the CPU "
-                 "the cores are split between them). The output is the same for every N. Default: 4 on CUDA; on "
-                 "the CPU one per core (torch's thread count) up to 4, then more threads per worker."),
-    Setting("half", False, _bool, output=True, help="Run the model in fp16 (CUDA only; ignored on the CPU)."),
+            help="Model calls at once, each in its own thread (its own CUDA stream on a GPU; on the CPU "
+                 "the cores are split between them). The output is the same for every N. Default: 4 on CUDA "
+                 "(2 for a native model that batches); on the CPU one per core (torch's thread count) up to 4, "
+                 "then more threads per worker."),
+    Setting("half", False, _bool, output=True,
+            help="Run the model in half precision: float16 on CUDA, bfloat16 on a CPU that has it natively "
+                 "(AVX512-BF16 or AMX; ignored on other CPUs, with a warning). Float32 is the node's output."),
     Setting("lossless", False, _bool, output=True,
             help="Write lossless RGB (FFV1 in .mkv) that decodes to exactly the rendered pixels."),
     Setting("overwrite", False, _bool, preset=False,
@@ -242,6 +252,7 @@ class EncodeConfig:
     cmap: str = "viridis"
     resolution: int | None = None
     device: str = "auto"
+    engine: str = "auto"
     batch_size: int = 8
     workers: int | None = None
     half: bool = False

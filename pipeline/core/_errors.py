@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 
-from ..._base import DensevidWarning
+from ..._base import DensevidNote, DensevidWarning
 
 __all__ = ["DensevidError", "InputError", "OutputError", "ModelError", "ConfigError", "UsageError",
-           "DensevidWarning", "one_line", "os_reason", "root_cause"]
+           "DensevidWarning", "DensevidNote", "one_line", "os_reason", "root_cause"]
 
 
 class DensevidError(Exception):

@@ -25,19 +25,23 @@ class DensePoseEstimator:
     """A loaded DensePose model plus the node's pre- and post-processing.
 
     ``model``: 'r50', 'r101', a hub file name, or a path to a TorchScript file.
-    ``device``: 'auto', 'cpu', 'cuda', 'cuda:N'. ``half`` runs the model in fp16 autocast on CUDA.
+    ``device``: 'auto', 'cpu', 'cuda', 'cuda:N'. ``half`` runs the model in float16 autocast on CUDA (bfloat16
+    on a CPU that has it). ``engine``: 'auto', 'native' or 'torchscript' (see ``models.choose_engine``);
+    ``batch_size``: frames per call of a native model that batches.
     """
 
     def __init__(self, model: str = "r50", *, cmap: str = "viridis", resolution: int = 512, device: str = "auto",
-                 half: bool = False, model_dir: str | Path | None = None, render_backend: str = "auto",
-                 _config: EncodeConfig | None = None) -> None:
+                 half: bool = False, engine: str = "auto", batch_size: int = 8, model_dir: str | Path | None = None,
+                 render_backend: str = "auto", _config: EncodeConfig | None = None) -> None:
         config = _config or EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, half=half,
+                                         engine=engine, batch_size=batch_size,
                                          model_dir=Path(model_dir) if model_dir else None)
         self.config = config
         self.device = config.torch_device
         self.render_backend = render_backend
         path = resolve_model_path(config.model, config.model_dir)
-        self.model: DensePoseModel = load_model(path, self.device, half=config.half)
+        self.model: DensePoseModel = load_model(path, self.device, half=config.half, engine=config.engine,
+                                                batch_size=config.batch_size)
         self._lut = hint_lut(config.cmap, self.device)
         prepare_backend(render_backend, self.device)
 
@@ -45,8 +49,8 @@ class DensePoseEstimator:
     def from_config(cls, config: EncodeConfig, render_backend: str = "auto") -> "DensePoseEstimator":
         """Build from a validated config (the CLI's way in)."""
         return cls(config.model, cmap=config.cmap, resolution=config.resolution, device=config.device,
-                   half=config.half, model_dir=config.model_dir, render_backend=render_backend,
-                   _config=config)
+                   half=config.half, engine=config.engine, batch_size=config.batch_size, model_dir=config.model_dir,
+                   render_backend=render_backend, _config=config)
 
     @classmethod
     def from_model(cls, model: DensePoseModel, config: EncodeConfig,
@@ -74,6 +78,11 @@ class DensePoseEstimator:
     def detect(self, padded_rgb: torch.Tensor) -> Detections:
         """Run the model on one padded uint8 HWC RGB image (any device)."""
         return self.model.detect(padded_rgb.to(self.device, non_blocking=True))
+
+    def detect_batch(self, padded_rgb: torch.Tensor) -> list[Detections]:
+        """Run the model on padded uint8 [B, H, W, 3] RGB images of one size (any device), B per call where the
+        model batches (``model.model_batch``)."""
+        return self.model.detect_batch(padded_rgb.to(self.device, non_blocking=True))
 
     def render(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
         """uint8 [h, w, 3] RGB hint on the model's device."""

@@ -4,7 +4,8 @@
     model workers:   N threads (a CUDA stream each): model -> render ──► RenderedFrame     (any order)
     caller's thread: reorder buffer -> batches -> post-stages -> one copy to the host ──► HintBatch
 
-Memory does not grow with video length: at most ``2 N`` frames are between the source and the caller's
+Memory does not grow with video length: at most ``2 N B`` frames (B frames per model call) are between the
+source and the caller's
 thread (permits taken by the source, given back as frames leave the reorder buffer), one batch is being
 assembled, and the GPU-busy measurement folds its events as they complete. Any stage's exception (or
 Ctrl-C, or the consumer closing early) stops the others, which end after their current frame; the first
@@ -61,12 +62,14 @@ class Pipeline:
         estimator = spec.estimator
         self.state = RunState()
         self.on_cuda = estimator.device.type == "cuda"
-        worker_plan = plan_workers(estimator.device, spec.config.workers, frames=spec.frame_count)
+        model_batch = estimator.model.model_batch
+        worker_plan = plan_workers(estimator.device, spec.config.workers, frames=spec.frame_count,
+                                   model_batch=model_batch)
         inbox: queue.Queue = queue.Queue(maxsize=worker_plan.workers)
         results: queue.Queue = queue.Queue()  # unbounded: the permits bound what is in flight
-        permits = threading.Semaphore(2 * worker_plan.workers)
+        permits = threading.Semaphore(2 * worker_plan.workers * model_batch)
         self.source = SourceStage(frames, spec.plan, spec.want_preview, inbox, permits, worker_plan.workers,
-                                  self.state)
+                                  self.state, model_batch)
         self.workers = ModelWorkers(estimator, spec.plan.hint_hw, spec.mode, worker_plan, inbox, results, self.state)
         self.reorder = ReorderBuffer(results, permits, worker_plan.workers, self.state, cancel_check)
         self.post = PostStages(estimator, spec.plan, spec.mode, spec.config.batch_size, spec.config.smooth,

@@ -114,7 +114,8 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
     model = estimator.model
     fingerprint = make_fingerprint(job.input_path, job.config, model.path, half_applies(job.config.device,
                                    job.config.half), ran={"device": model.device.type,
-                                                          "precision": dtype_name(model.precision.runs)})
+                                                          "precision": dtype_name(model.precision.runs),
+                                                          "engine": model.engine, "batch": model.model_batch})
     with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint, fingerprint) as sinks:
         encoder.run(pipeline.batches(), sinks)
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,

@@ -61,7 +61,8 @@ def kept_batches(batches: Iterable[FrameBatch], info: VideoInfo, config
 
 
 class SourceStage:
-    """Frames -> ``PreparedFrame``s on the workers' inbox, in the source thread.
+    """Frames -> lists of ``model_batch`` ``PreparedFrame``s (one model call each) on the workers' inbox, in
+    the source thread.
 
     ``frames()`` yields ``SourceFrame``s; a permit is taken per frame and given back when the frame
     leaves the reorder buffer, so at most the permits' count is between this stage and the caller.
@@ -69,15 +70,18 @@ class SourceStage:
     """
 
     def __init__(self, frames: Callable[[], Iterable[SourceFrame]], plan: FramePlan, want_preview: bool,
-                 inbox: queue.Queue, permits: threading.Semaphore, workers: int, state: RunState) -> None:
+                 inbox: queue.Queue, permits: threading.Semaphore, workers: int, state: RunState,
+                 model_batch: int = 1) -> None:
         self.frames, self.plan, self.want_preview = frames, plan, want_preview
         self.inbox, self.permits, self.workers, self.stop = inbox, permits, workers, state.stop
+        self.model_batch = model_batch
         self.seconds = 0.0
 
     def run(self) -> None:
         plan = self.plan
         frames = iter(self.frames())
         seq = 0
+        group: list[PreparedFrame] = []
         while True:
             t0 = time.perf_counter()
             item = next(frames, None)
@@ -89,7 +93,12 @@ class SourceStage:
             preview = plan.preview_source(source) if self.want_preview else None
             self.seconds += time.perf_counter() - t0
             acquire(self.permits, self.stop)  # given back when the frame leaves the reorder buffer
-            put(self.inbox, PreparedFrame(seq, padded, out_pts, preview), self.stop)
+            group.append(PreparedFrame(seq, padded, out_pts, preview))
             seq += 1
+            if len(group) == self.model_batch:
+                put(self.inbox, group, self.stop)
+                group = []
+        if group:
+            put(self.inbox, group, self.stop)
         for _ in range(self.workers):
             put(self.inbox, END, self.stop)

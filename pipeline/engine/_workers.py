@@ -43,6 +43,7 @@ from ._threads import RunState, StageThread, get, put
 
 CPU_MAX_WORKERS = 4
 CUDA_WORKERS = 4
+CUDA_BATCHED_WORKERS = 2
 END = object()  # on the inbox: no more frames (one per worker)
 DONE = object()  # on the results queue: a worker has finished
 
@@ -63,18 +64,21 @@ class WorkerPlan:
 
 
 def plan_workers(device: torch.device, requested: int | None = None, budget: int | None = None,
-                 frames: int | None = None) -> WorkerPlan:
-    """How many frames go into the model at once, and with how many intra-op threads each (see above).
+                 frames: int | None = None, model_batch: int = 1) -> WorkerPlan:
+    """How many model calls run at once, and with how many intra-op threads each (see above).
 
     ``requested``: the --workers setting (None: the default rule); ``budget``: the CPU threads to
     split (default ``torch.get_num_threads()``); ``frames``: how many frames the run has, when known:
-    by default no more workers than frames (an image gets one worker with every thread).
+    by default no more workers than batches (an image gets one worker with every thread);
+    ``model_batch``: frames per call (a native model that batches: on CUDA ``CUDA_BATCHED_WORKERS`` then,
+    since one call already fills the GPU and a second one overlaps its host-side steps).
     """
-    default = CUDA_WORKERS if device.type == "cuda" else None
+    default = CUDA_WORKERS if model_batch == 1 else CUDA_BATCHED_WORKERS
     if device.type != "cuda":
         budget = max(1, budget or torch.get_num_threads())
         default = min(budget, CPU_MAX_WORKERS)
-    workers = requested or (min(default, frames) if frames else default)
+    calls = -(-frames // model_batch) if frames else None
+    workers = requested or (min(default, calls) if calls else default)
     return WorkerPlan(workers, None if device.type == "cuda" else max(1, budget // workers))
 
 
@@ -116,6 +120,9 @@ class RenderedFrame:
 
 class ModelWorkers:
     """N threads running the model and the render on frames from ``inbox`` into ``results``.
+
+    An inbox item is a list of ``PreparedFrame``s of one size: one model call (``detect_batch``) for all of
+    them (the source groups ``model_batch`` frames; 1 for the TorchScript file), then the render of each.
 
     ``mode``: see ``RenderMode``. Each worker ends at an ``END`` on the inbox, posting ``DONE``; an error
     stops the run. On CUDA ``busy`` measures the time the device spends in model calls (``BusyClock``).
@@ -159,35 +166,39 @@ class ModelWorkers:
                 if item is END:
                     put(self.results, DONE, self.stop)
                     return
-                put(self.results, self._render(item, stream, index), self.stop)
+                for rendered in self._render(item, stream, index):
+                    put(self.results, rendered, self.stop)
 
-    def _render(self, item: PreparedFrame, stream, index: int) -> RenderedFrame:
+    def _render(self, items: list[PreparedFrame], stream, index: int) -> list[RenderedFrame]:
         estimator, hint_hw = self.estimator, self.hint_hw
         t0 = time.perf_counter()
-        image = torch.from_numpy(item.padded_rgb)
+        images = torch.from_numpy(np.stack([item.padded_rgb for item in items]))
         if stream is None:
-            detections = estimator.detect(image)
+            detections = estimator.detect_batch(images)
         else:
-            image = image.pin_memory().to(estimator.device, non_blocking=True)
+            images = images.pin_memory().to(estimator.device, non_blocking=True)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(stream)
-            detections = estimator.detect(image)
+            detections = estimator.detect_batch(images)
             end.record(stream)
             self.busy.add(start, end)
         t1 = time.perf_counter()
-        if self.mode is RenderMode.HINT:
-            maps = (estimator.render(detections, hint_hw),)
-        elif self.mode is RenderMode.LABELS:
-            maps = (estimator.render_labels(detections, hint_hw),)
-        else:
-            maps = tuple(estimator.render_iuv(detections, hint_hw))
+        rendered = []
+        for item, frame_detections in zip(items, detections):
+            if self.mode is RenderMode.HINT:
+                maps = (estimator.render(frame_detections, hint_hw),)
+            elif self.mode is RenderMode.LABELS:
+                maps = (estimator.render_labels(frame_detections, hint_hw),)
+            else:
+                maps = tuple(estimator.render_iuv(frame_detections, hint_hw))
+            rendered.append((item, maps))
         ready = None
         if stream is not None:
             ready = torch.cuda.Event()
             ready.record(stream)
         self.model_seconds[index] += t1 - t0
         self.render_seconds[index] += time.perf_counter() - t1
-        return RenderedFrame(item.seq, maps, item.out_pts, item.preview, ready)
+        return [RenderedFrame(item.seq, maps, item.out_pts, item.preview, ready) for item, maps in rendered]
 
 
 class BusyClock:

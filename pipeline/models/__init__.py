@@ -3,7 +3,9 @@
 Offers: the hub files and their lookup (``MODEL_REPO``, ``MODEL_FILES``, ``DEFAULT_MODEL``, ``PATH_SUFFIXES``,
 ``resolve_model_path``, ``find_hub_file``, ``HubSearch``, ``hub_file_url``, ``hub_cli``, ``hf_cache_dir``,
 ``hf_offline``, ``looks_like_path``, ``download_command``); loading (``load_model`` → ``DensePoseModel``, whose
-``detect`` gives ``Detections``; ``register_torchvision_ops``); the export styles' contracts (``STYLES``,
+``detect`` / ``detect_batch`` give ``Detections``; ``register_torchvision_ops``); the engines (``ENGINES``,
+``choose_engine``, ``EnginePlan``, ``EngineNote``) and the native model built from a file's weights
+(``read_spec`` → ``NativeSpec``, ``NativeDensePose``, ``NativeRunner``); the export styles' contracts (``STYLES``,
 ``TUPLE_CONTRACT``, ``DICT_CONTRACT``, ``DICT_KEYS``, ``detect_style``); precision (``Precision``,
 ``plan_precision``, ``weights_dtype``, ``HALF_ROUTES``); known export bugs (``rpn_size_order_bug``,
 ``ModelWarning``); the weights on disk (``download_model``, ``cached_models``, ``stored_precision``,
@@ -19,7 +21,10 @@ _EXPORTS = {name: "._hub" for name in (
     "MODEL_REPO", "MODEL_FILES", "DEFAULT_MODEL", "PATH_SUFFIXES", "resolve_model_path", "find_hub_file", "HubSearch",
     "hub_file_url", "hub_cli", "hf_cache_dir", "hf_offline", "hub_endpoint", "hub_problem", "looks_like_path",
     "download_command")}
-_EXPORTS.update({name: "._loading" for name in ("load_model", "DensePoseModel")})
+_EXPORTS.update({name: "._loading" for name in ("load_model", "DensePoseModel", "EngineNote")})
+_EXPORTS.update({name: "._engines" for name in ("ENGINES", "EnginePlan", "choose_engine", "NativeRunner")})
+_EXPORTS.update({name: "._native_spec" for name in ("read_spec", "NativeSpec", "NativeSettings")})
+_EXPORTS.update({"NativeDensePose": "._native_rcnn"})
 _EXPORTS.update({name: "._contract" for name in (
     "STYLES", "TUPLE_CONTRACT", "DICT_CONTRACT", "DICT_KEYS", "detect_style", "adapt_output")})
 _EXPORTS.update({name: "._precision" for name in (

@@ -17,17 +17,22 @@ from pathlib import Path
 
 import torch
 
-from ..core import Detections, ModelError, one_line, root_cause
+from ..core import DensevidNote, Detections, ModelError, one_line, root_cause
 from ._contract import CONTRACTS, STYLES, adapt_output, detect_style
+from ._engines import ENGINES, EnginePlan, NativeRunner, choose_engine
 from ._export_bugs import ModelWarning, warn_rpn_size_order
 from ._hub import DEFAULT_MODEL, MODEL_FILES, MODEL_REPO
+from ._native_spec import read_spec
 from ._ops import is_unknown_op_error, register_torchvision_ops, version_mismatch
 from ._precision import HALF_ROUTES, Precision, dtype_name, plan_precision, weights_dtype
 
 
-def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool | str = False
-               ) -> "DensePoseModel":
+def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half: bool | str = False,
+               engine: str = "auto", batch_size: int = 8) -> "DensePoseModel":
     """Load a DensePose TorchScript model onto ``device`` and detect its export style (nothing runs yet).
+
+    ``engine``: "auto" (the native model built from the file's weights where they map, see ``_engines``),
+    "native" or "torchscript"; ``batch_size``: frames per call of a native model that batches.
 
     The precision it runs in follows the weights, the device and ``half`` (see ``plan_precision``): float16
     exports (``--fp16`` releases) run in float32 on the CPU, natively in float16 on CUDA. ``half`` asks for
@@ -41,6 +46,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     device = torch.device(device)
     if half not in (False, True) + HALF_ROUTES:
         raise ValueError(f"half must be a bool or one of {HALF_ROUTES}, got {half!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     register_torchvision_ops(path)
     try:
         with warnings.catch_warnings():
@@ -75,16 +82,27 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     style = detect_style(module, path)
     model = DensePoseModel(module, path, style, device, precision=precision)
     warn_rpn_size_order(module, path)
+    spec = read_spec(module, style, path) if engine != "torchscript" else "not asked for"
+    plan = choose_engine(engine, spec, device, precision, batch_size)
+    if plan.note:
+        _warn_once(f"{path.name} {plan.note}", EngineNote)
+    if plan.engine == "native":
+        model.native = NativeRunner(spec, device, precision, plan.batch)
+    model.engine_plan = plan
     return model
 
 
 _warned: set[str] = set()
 
 
-def _warn_once(message: str) -> None:
+def _warn_once(message: str, category: type = ModelWarning) -> None:
     if message not in _warned:
         _warned.add(message)
-        warnings.warn(ModelWarning(message), stacklevel=3)
+        warnings.warn(category(message), stacklevel=3)
+
+
+class EngineNote(DensevidNote):
+    """Information about the engine a model runs on (the CLI prints it as a note, not with -q)."""
 
 
 class DensePoseModel:
@@ -104,6 +122,8 @@ class DensePoseModel:
         self.style = style
         self.device = torch.device(device)
         self.precision = precision or plan_precision(torch.float32, self.device)
+        self.native: NativeRunner | None = None  # the native model, when it runs this file
+        self.engine_plan = EnginePlan("torchscript", 1)
         # TorchScript profiles a graph's first runs, then builds its optimised plan; the profiling is
         # not thread-safe (concurrent first calls from model workers segfaulted), so the first calls
         # run one at a time and the rest concurrently
@@ -119,9 +139,37 @@ class DensePoseModel:
     def contract(self) -> str:
         return CONTRACTS[self.style]
 
+    @property
+    def engine(self) -> str:
+        return self.engine_plan.engine
+
+    @property
+    def model_batch(self) -> int:
+        """Frames per model call (1 for the TorchScript file)."""
+        return self.native.batch if self.native is not None else 1
+
     def describe(self) -> str:
-        """One line for the user: file, style, device and precision."""
-        return f"{self.path.name} ({self.style}-style) on {self.device}: {self.precision.describe()}"
+        """One line for the user: file, style, device, precision and engine."""
+        return (f"{self.path.name} ({self.style}-style) on {self.device}: {self.precision.describe()}; "
+                f"{self.engine_plan.describe()}")
+
+    def detect_batch(self, images_rgb_hwc: torch.Tensor) -> list[Detections]:
+        """uint8 [B, H, W, 3] RGB frames of one size (on ``self.device``) -> one ``Detections`` each; the native
+        model runs them ``model_batch`` at a time, the TorchScript file one by one. Thread-safe."""
+        if images_rgb_hwc.dtype != torch.uint8 or images_rgb_hwc.ndim != 4 or images_rgb_hwc.shape[-1] != 3:
+            raise ValueError(f"expected uint8 [B, H, W, 3] frames, got {images_rgb_hwc.dtype} "
+                             f"{list(images_rgb_hwc.shape)}")
+        if self.native is None:
+            return [self.detect(image) for image in images_rgb_hwc]
+        try:
+            return self.native.detect_batch(images_rgb_hwc)
+        except ModelError:
+            raise
+        except Exception as exc:
+            height, width = images_rgb_hwc.shape[1:3]
+            raise ModelError(f"{self.path} failed on a {width}x{height} frame in the native model on {self.device} "
+                             f"({self.precision.describe()}): {root_cause(exc)}; --engine torchscript runs the file "
+                             f"itself") from exc
 
     def __repr__(self) -> str:
         return (f"DensePoseModel({self.path.name}, style={self.style}, device={self.device}, "
@@ -138,6 +186,8 @@ class DensePoseModel:
             raise TypeError(f"expected a uint8 tensor, got {getattr(image_rgb_hwc, 'dtype', type(image_rgb_hwc))}")
         if image_rgb_hwc.ndim != 3 or image_rgb_hwc.shape[-1] != 3:
             raise ValueError(f"expected an [H, W, 3] image, got {list(image_rgb_hwc.shape)}")
+        if self.native is not None:
+            return self.detect_batch(image_rgb_hwc[None])[0]
         if self._first_calls > 0:
             with self._first_calls_lock:
                 if self._first_calls > 0:

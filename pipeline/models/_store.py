@@ -141,7 +141,8 @@ def download_model(name: str, force: bool = False, verify: bool = True) -> Model
         try:
             import torch
 
-            load_model(path, "cpu").detect(torch.zeros((VERIFY_SIDE, VERIFY_SIDE, 3), dtype=torch.uint8))
+            black = torch.zeros((VERIFY_SIDE, VERIFY_SIDE, 3), dtype=torch.uint8)
+            load_model(path, "cpu", engine="torchscript").detect(black)  # the file itself
         except ModelError as error:
             raise ModelError(f"downloaded {filename} does not load ({error}); run again with --force") from None
     return ModelEntry(name, filename, path, "hub cache", size, file_sha256(path), weights=stored_precision(path))

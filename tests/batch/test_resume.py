@@ -53,7 +53,8 @@ def test_every_output_carries_the_fingerprint_of_its_run(tmp_path, clip, standin
     expected = expected_fingerprint(clip, config)
     stored = stored_fingerprint(outputs["main"])
     # what the run would write, plus what actually ran (recorded, not compared)
-    assert json.loads(stored) == {**json.loads(expected), "ran": {"device": "cpu", "precision": "float32"}}
+    assert json.loads(stored) == {**json.loads(expected), "ran": {"device": "cpu", "precision": "float32",
+                                                                  "engine": "torchscript", "batch": 1}}
     assert mismatch(stored, expected) is None
     for name, path in outputs.items():
         assert stored_fingerprint(path) == stored, name

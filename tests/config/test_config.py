@@ -27,6 +27,7 @@ BAD = {
     "cmap": ("jet", "jet", 'cmap = "jet"'),
     "resolution": (16385, "63", "resolution = 16385"),
     "device": ("gpu", "gpu", None),
+    "engine": ("onnx", "onnx", 'engine = "onnx"'),
     "batch_size": (0, "257", "batch_size = 0"),
     "workers": (0, "65", None),
     "half": ("yes", None, 'half = "yes"'),

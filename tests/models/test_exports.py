@@ -36,7 +36,8 @@ def _load_noting(path, **kwargs):
 def test_fp16_release_runs_in_float32_on_the_cpu_as_its_conversion(small):
     model, notices = _load_noting(small["fp16"])
     assert (model.precision.weights, model.precision.runs) == (torch.float16, torch.float32)
-    assert model.describe() == "model_fp16.pt (dict-style) on cpu: float16 weights, run in float32"
+    assert model.describe() == ("model_fp16.pt (dict-style) on cpu: float16 weights, run in float32; native engine, "
+                                "1 frame per call")
     assert "model_fp16.pt has float16 weights: on the CPU they run in float32 (float16 runs on CUDA)" in notices
     detections = model.detect(THREE)
     assert detections.fine_segm.dtype == torch.float32
