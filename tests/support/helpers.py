@@ -21,6 +21,10 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 # colour of flat regions (a whole frame of one label, decoded with the file's colour tags): within
 # 3 of the colormap per channel (8-bit limited-range YUV 4:2:0 rounding; what a browser shows too).
 GPU_MIN_AGREEMENT = 0.99999
+# The native model on a batch of frames: batched convolutions and matrix products round differently in the
+# last bits from one frame at a time (measured: boxes within 3e-5 px), which may flip a near-tie between
+# two parts; the labels must agree on >= 99.99% of pixels (one frame at a time is compared exactly).
+BATCH_MIN_AGREEMENT = 0.9999
 H264_FLAT_COLOUR_ATOL = 3
 # IUV: the part index I is a label map and compared exactly. U and V are floats: the fast path's
 # 4-tap bilinear may round differently from F.interpolate in the last float32 bits (measured
@@ -59,8 +63,10 @@ def assert_cpu_render_exact(boxes_xyxy, coarse_segm, fine_segm, height: int, wid
     return expected
 
 
-def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool) -> float:
-    """Label maps must be equal (exact=True) or agree on >= GPU_MIN_AGREEMENT of pixels (a GPU render).
+def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: bool,
+                        min_agreement: float = GPU_MIN_AGREEMENT) -> float:
+    """Label maps must be equal (exact=True) or agree on >= ``min_agreement`` of pixels (default: a GPU render;
+    ``BATCH_MIN_AGREEMENT`` for a batched native model).
 
     Returns the measured agreement so tests can report it.
     """
@@ -69,7 +75,7 @@ def assert_labels_agree(actual: torch.Tensor, expected: torch.Tensor, exact: boo
         assert_exact(actual, expected)
         return 1.0
     agreement = float((actual.cpu() == expected.cpu()).float().mean())
-    assert agreement >= GPU_MIN_AGREEMENT, f"only {agreement:.6%} of pixels agree"
+    assert agreement >= min_agreement, f"only {agreement:.6%} of pixels agree"
     return agreement
 
 
