@@ -5,11 +5,12 @@ from its weights (``_native_rcnn``), B frames per call.
 
 * the native model when the file's weights map onto the architecture it knows (else the TorchScript file,
   with a one-line note of why);
-* on the CPU in float32 at B = 1: one frame through it is the file's output bit for bit (tested), while a
-  batch of frames rounds differently in the last bits (batched convolutions), so the default keeps the
-  node's exact pixels and does not batch there;
-* where the output already departs from exactness (CUDA, bfloat16 on the CPU, a float16 export), it batches:
-  B = the run's ``--batch-size``.
+* on the CPU: one frame per call, in several model workers (measured on a 2-core CPU: a batch of two frames
+  per call was slower per frame than one frame in each of two workers; docs/speed.md). In float32 the
+  file's own arithmetic (one frame through it is the file's output bit for bit, tested); in bfloat16
+  (``--half``), where exactness is gone anyway, the faster form: FrozenBN folded into the convolutions,
+  channels-last;
+* on CUDA it batches, B = the run's ``--batch-size``, in float16 (``--half``) the faster form.
 
 ``engine="native"`` asks for the native model at B = ``--batch-size`` wherever it maps (a ModelError where it
 does not); ``engine="torchscript"`` keeps the file. ``NativeRunner`` runs the native model: under the
@@ -37,6 +38,7 @@ class EnginePlan:
     engine: str  # "native" or "torchscript"
     batch: int  # frames per model call
     note: str = ""  # why auto did not take the native model (one line), or ""
+    exact: bool = True  # the native model keeps the file's ops (else FrozenBN folded, channels-last)
 
     def describe(self) -> str:
         return f"{self.engine} engine, {self.batch} frame{'s' if self.batch != 1 else ''} per call"
@@ -56,10 +58,11 @@ def choose_engine(requested: str, spec: NativeSpec | str, device: torch.device, 
                              f"({spec}); use --engine torchscript (or auto)")
         return EnginePlan("torchscript", 1, note=f"runs the TorchScript file, one frame per call: its weights are "
                                                  f"not the DensePose R-CNN the native model knows ({spec})")
-    exact_cpu = device.type == "cpu" and precision.runs == torch.float32
-    if requested == "auto" and exact_cpu:
-        return EnginePlan("native", 1)  # bit for bit the file's output
-    return EnginePlan("native", max(1, int(batch_size)))
+    float32 = precision.runs == torch.float32
+    batch = max(1, int(batch_size))
+    if device.type == "cpu":
+        return EnginePlan("native", batch if requested == "native" else 1, exact=float32)
+    return EnginePlan("native", batch, exact=float32)
 
 
 class NativeRunner:

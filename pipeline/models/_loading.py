@@ -87,7 +87,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     if plan.note:
         _warn_once(f"{path.name} {plan.note}", EngineNote)
     if plan.engine == "native":
-        model.native = NativeRunner(spec, device, precision, plan.batch)
+        model.native = NativeRunner(spec, device, precision, plan.batch, exact=plan.exact)
     model.engine_plan = plan
     return model
 

@@ -21,6 +21,8 @@ rounds differently in the last bits (kept only where it measured faster; see doc
 from __future__ import annotations
 
 import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -94,6 +96,32 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, threshold: float, v
     max_coordinate = boxes.max()
     offsets = idxs.to(boxes) * (max_coordinate + torch.tensor(1).to(boxes))
     return torch.ops.torchvision.nms(boxes + offsets[:, None], scores, threshold)
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+PARALLEL_ROIS = 64  # fewer RoIs than this go in one call
+
+
+def roi_align(features: Tensor, rois: Tensor, scale: float, size: int) -> Tensor:
+    """torchvision's RoIAlign (sampling 2, unaligned: the files' POOLER_TYPE "ROIAlign"). Its CPU kernel runs
+    on one thread, so on the CPU the RoIs are split between torch's threads: each RoI is computed on its own,
+    so the result is the one call's, bit for bit. Half-precision features are pooled in float32 and the result
+    converted back, as torchvision's autocast wrapper does (autocast is per thread: the pool's threads have
+    none)."""
+    if features.dtype in (torch.float16, torch.bfloat16):
+        return roi_align(features.float(), rois.float(), scale, size).to(features.dtype)
+    threads = torch.get_num_threads() if features.device.type == "cpu" else 1
+    if threads < 2 or rois.shape[0] < PARALLEL_ROIS:
+        return torch.ops.torchvision.roi_align(features, rois, scale, size, size, 2, False)
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers < threads:
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="densevid-roialign")
+    chunks = rois.tensor_split(threads)
+    parts = _POOL.map(lambda chunk: torch.ops.torchvision.roi_align(features, chunk, scale, size, size, 2, False),
+                      chunks)
+    return torch.cat(list(parts))
 
 
 class NativeDensePose:
@@ -250,8 +278,7 @@ class NativeDensePose:
         output = features[0].new_zeros((rois.shape[0], features[0].shape[1], 7, 7))
         for level in range(4):
             index = (levels == level).nonzero().reshape(-1)
-            pooled = torch.ops.torchvision.roi_align(features[level], rois[index].to(features[level].dtype),
-                                                    1.0 / ANCHOR_STRIDES[level], 7, 7, 2, False)
+            pooled = roi_align(features[level], rois[index].to(features[level].dtype), 1.0 / ANCHOR_STRIDES[level], 7)
             output.index_put_((index,), pooled)
         return output
 
@@ -306,7 +333,7 @@ class NativeDensePose:
         DeepLab head (ASPP, 8 x conv + GroupNorm), the predictor (4x4 stride-2 transposed convs, 2x bilinear)."""
         head = "model.roi_heads.densepose_head"
         rois = self._rois(boxes)
-        x = torch.ops.torchvision.roi_align(decoded, rois.to(decoded.dtype), 1.0 / 4, 28, 28, 2, False)
+        x = roi_align(decoded, rois.to(decoded.dtype), 1.0 / 4, 28)
         aspp = f"{head}.ASPP.convs"
         branches = [F.relu(self._gn(F.conv2d(x, self.w[f"{aspp}.0.0.weight"]), f"{aspp}.0.1"))]
         for index, rate in enumerate(ASPP_RATES, 1):
