@@ -79,6 +79,7 @@ def encode_child(argv: list[str]) -> None:
     print(json.dumps({"code": code, "frames": result.frames if result else 0,
                       "seconds": result.seconds if result else None,
                       "stages": result.stage_seconds if result else {}, "workers": result.workers if result else None,
+                      "engine": result.engine if result else None,
                       "maxrss_kb": peak_rss_kb()}))
 
 
@@ -213,21 +214,22 @@ def run_io_floor(clip: Path, out: Path, batch_size: int = 8) -> tuple[int, float
 
 # -- the model alone ----------------------------------------------------------------------------
 
-def padded_frames(clip: Path, count: int):
+def padded_frames(clip: Path, count: int, resolution: int = RESOLUTION):
     from densevid.pipeline.engine import resize_and_pad
 
     frames, _ = decode_frames(clip, count)
-    return [resize_and_pad(f, RESOLUTION)[0] for f in frames]
+    return [resize_and_pad(f, resolution)[0] for f in frames]
 
 
-def model_alone(model, images, workers: int, threads: int | None, frames: int) -> float:
-    """Seconds for ``frames`` model calls, ``workers`` at a time (each thread with ``threads`` intra-op
-    threads on the CPU, its own stream on CUDA), on ``images`` in turn."""
+def model_alone(model, images, workers: int, threads: int | None, frames: int, batch: int = 1) -> float:
+    """Seconds for ``frames`` frames through the model, ``batch`` per call (``detect_batch``), ``workers`` calls at
+    a time (each thread with ``threads`` intra-op threads on the CPU, its own stream on CUDA), on ``images`` in
+    turn. The model's precision (autocast) applies inside each call, in its thread."""
     import torch
 
     on_cuda = model.device.type == "cuda"
     uploaded = [torch.from_numpy(image).to(model.device) for image in images]
-    taken = iter(range(frames))
+    calls = iter(range(-(-frames // batch)))
     lock = threading.Lock()
     errors: list[BaseException] = []
 
@@ -239,10 +241,14 @@ def model_alone(model, images, workers: int, threads: int | None, frames: int) -
             with torch.cuda.stream(stream) if stream is not None else _null():
                 while True:
                     with lock:
-                        i = next(taken, None)
+                        i = next(calls, None)
                     if i is None:
                         return
-                    model.detect(uploaded[i % len(uploaded)])
+                    chosen = [uploaded[(i * batch + k) % len(uploaded)] for k in range(batch)]
+                    if batch == 1:
+                        model.detect(chosen[0])
+                    else:
+                        model.detect_batch(torch.stack(chosen))
                     if stream is not None:
                         stream.synchronize()
         except BaseException as error:  # re-raised below
@@ -357,118 +363,227 @@ def stage_text(stages: dict, wall: float, frames: int) -> str:
                      for k, v in stages.items())
 
 
+def _rate_rows(model, images, device, budget: int, per: int, batches: list[int], workers: list[int], label: str):
+    """(label, frames, seconds) rows of one loaded model: one call at a time, then N calls at once, for each B."""
+    on_cuda = device.type == "cuda"
+    rows = []
+    for batch in batches:
+        model_alone(model, images, 1, None, 2 * batch, batch)  # warm-up: first calls, TorchScript's profiling
+        for n in workers:
+            threads = None if on_cuda else max(1, budget // n)
+            frames = n * batch * max(1, round(per / (n * batch)))
+            if on_cuda and n > 1:
+                model_alone(model, images, n, threads, n * batch, batch)  # each new stream's first call
+            sec = model_alone(model, images, n, threads, frames, batch)
+            if on_cuda:
+                where = f"{n} stream{'s' * (n > 1)}"
+            else:
+                where = f"{n} x {threads} thread{'s' * (threads > 1)}"
+            rows.append((f"{label}, B = {batch}, {where}", frames, sec))
+    return rows
+
+
+def _labels_agreement(a: Path, b: Path) -> float:
+
+    sys.path.insert(0, str(ROOT / "tests"))  # the tests' inverse colormap (support.helpers)
+    from support.helpers import decode_all, labels_from_hint
+
+    x, y = decode_all(a)[0], decode_all(b)[0]
+    return float((labels_from_hint(x) == labels_from_hint(y)).mean()) if x.shape == y.shape else 0.0
+
+
 def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     import torch
 
-    from densevid.pipeline.engine import plan_workers
-    from densevid.pipeline.models import load_model
+    from densevid.pipeline.models import cpu_native_bfloat16, load_model
 
+    style = args.style
     if args.model is not None:
         model_path = args.model
     else:
         from densevid.pipeline.models import save_standin_rcnn
 
-        out(f"generating the real-cost stand-in (R{args.depth}, tuple style) ...")
-        model_path = save_standin_rcnn(tmp / f"rcnn_r{args.depth}.torchscript", "tuple", args.depth)
+        out(f"generating the hub-like stand-in (R{args.depth}, {style} style) ...")
+        model_path = save_standin_rcnn(tmp / f"rcnn_{style}_r{args.depth}.torchscript", style, args.depth)
     clip_e, n_frames = capped_clip(clip, args.frames, tmp / "model_bound.mp4")
     budget = torch.get_num_threads()
     on_cuda = device.type == "cuda"
-    out(f"model {model_path.name}, {n_frames} frames of {clip.name}, device {device}{' fp16' if args.half else ''}, "
-        f"torch {torch.__version__}, {budget} intra-op threads, {os.cpu_count()} cpus")
-
-    model = load_model(model_path, device, half=args.half)
+    half_here = on_cuda or cpu_native_bfloat16()
+    out(f"model {model_path.name}, {n_frames} frames of {clip.name}, device {device}, torch {torch.__version__}, "
+        f"{budget} intra-op threads, {os.cpu_count()} cpus; half precision here: "
+        f"{'float16' if on_cuda else 'bfloat16' if half_here else 'none'}")
     images = padded_frames(clip_e, min(n_frames, 8))
-    model_alone(model, images, 1, None, 2)  # warm-up outside the timer: TorchScript's profiling runs
-    rows = []  # label, frames, seconds
     per = max(1, args.model_frames)
-    sec = model_alone(model, images, 1, None, per)
-    rows.append((f"(m) model alone, one call at a time ({budget} threads)" if not on_cuda else
-                 "(m) model alone, one call at a time", per, sec))
-    tried = args.workers_list or ([1, 2, 3, 4] if on_cuda else sorted({n for n in (1, 2, 3, 4) if n <= budget}))
-    for n in tried:
-        if n == 1 and not on_cuda:
-            continue  # the row above
-        threads = None if on_cuda else max(1, budget // n)
-        frames = n * max(1, round(per / n))
-        if on_cuda:
-            model_alone(model, images, n, threads, n)  # each new stream's first call
-        sec = model_alone(model, images, n, threads, frames)
-        where = "streams" if on_cuda else f"threads of {threads} intra-op thread{'s' * (threads > 1)}"
-        rows.append((f"(m) model alone, {n} at once ({n} {where})", frames, sec))
-    limit = max(f / s for _, f, s in rows)
+    workers = args.workers_list or ([1, 2, 3, 4] if on_cuda else sorted({n for n in (1, 2, 4) if n <= budget}))
+    native_batches = args.batch_list or ([1, 4, 8, 16] if on_cuda else [1, 2])
 
-    default = plan_workers(device, None)
-    child_args = [str(clip_e), "-o", str(tmp / "encode_e.mp4"), "--model", str(model_path), "--device", str(device),
-                  "--overwrite", "-q"] + (["--half"] if args.half else [])
-    out("running (e) densevid encode, whole process ...")
-    e_info, e_wall = run_child("--_encode-child", json.dumps(child_args))
-    encode_rows = [(f"(e) densevid encode, whole process, defaults ({e_info['workers']} workers"
-                    f"{'' if on_cuda else f' x {default.threads} threads'}; start-up included)",
-                    e_info["frames"], e_wall)]
+    # (m) the model alone, TorchScript and native, float32 and half precision, side by side
+    rows = []
+    precisions = [False] + ([True] if half_here else [])
+    for half in precisions:
+        tag = "float16" if (half and on_cuda) else "bfloat16" if half else "float32"
+        out(f"running (m) the model alone, {tag} ...")
+        file = load_model(model_path, device, half=half, engine="torchscript")
+        rows += _rate_rows(file, images, device, budget, per, [1], workers, f"(m) TorchScript file {tag}")
+        for batch in native_batches:
+            native = load_model(model_path, device, half=half, engine="native", batch_size=batch)
+            rows += _rate_rows(native, images, device, budget, per, [batch],
+                               workers if (batch == 1 or on_cuda) else [1], f"(m) native {tag}")
+        del file, native
+    ts_limit = max(f / s for label, f, s in rows if "TorchScript file float32" in label)
+    native_limit = max(f / s for label, f, s in rows if "native float32" in label)
+    best_half_native = max((f / s for label, f, s in rows if "native" in label and "float32" not in label),
+                           default=None)
+
+    # (e) densevid encode as whole processes: defaults, the TorchScript file, half precision (lossless, to compare)
+    common = [str(clip_e), "--model", str(model_path), "--device", str(device), "--overwrite", "-q", "--lossless"]
+    variants = [("defaults (--engine auto)", []), ("--engine torchscript", ["--engine", "torchscript"])]
+    if half_here:
+        variants.append(("--half", ["--half"]))
+    encodes = {}
+    for name, flags in variants:
+        out(f"running (e) densevid encode {name}, whole process ...")
+        target = tmp / f"encode_{len(encodes)}.mkv"
+        info, wall = run_child("--_encode-child", json.dumps(common + ["-o", str(target)] + flags))
+        encodes[name] = (info, wall, target)
+
+    # (w) on CUDA: encode_video in this process, the GPU-busy fraction and the peak GPU memory of each engine
     sweep = []
-    if on_cuda or args.workers_list:
+    if on_cuda:
         from densevid import DensePoseEstimator, EncodeConfig
         from densevid.pipeline.engine import encode_video
 
-        for n in tried:
-            config = EncodeConfig(model=str(model_path), resolution=RESOLUTION, device=str(device), half=args.half,
-                                  workers=n, overwrite=True)
-            estimator = DensePoseEstimator.from_model(model, config)  # the model of (m): loaded and warm
-            out(f"running (w) encode_video in-process, {n} workers ...")
-            result = encode_video(clip_e, tmp / f"sweep{n}.mp4", estimator, config=config)
-            sweep.append((n, result))
-    naive_frames = args.naive_frames
-    out(f"running (n) naive node loop ({naive_frames} frames) ...")
-    try:
-        n_frames_done, n_sec = run_naive(clip_e, tmp / "naive.mp4", model_path, device, naive_frames)
-        naive = n_frames_done / n_sec
-    except Exception as error:  # the other rows are still worth printing
-        out(f"(n) naive node loop failed: {type(error).__name__}: {' '.join(str(error).split())[-300:]}")
-        n_frames_done, n_sec, naive = 0, 0.0, None
+        for engine, batch in [("torchscript", 1)] + [("native", b) for b in native_batches if b > 1]:
+            config = EncodeConfig(model=str(model_path), resolution=RESOLUTION, device=str(device), half=True,
+                                  engine=engine, batch_size=batch, overwrite=True, lossless=True)
+            estimator = DensePoseEstimator.from_config(config)
+            encode_video(clip_e, tmp / "warm.mkv", estimator, config=config)  # first calls, kernels, cuDNN plans
+            torch.cuda.reset_peak_memory_stats(device)
+            out(f"running (w) encode_video in-process, {engine} B = {batch} ...")
+            result = encode_video(clip_e, tmp / f"sweep_{engine}_{batch}.mkv", estimator, config=config)
+            sweep.append((engine, batch, result, torch.cuda.max_memory_allocated(device)))
+            del estimator
 
-    def vs_naive(rate: float) -> str:
-        return f"{rate / naive:.2f}x" if naive else "n/a"
+    # (1) one frame: the whole process against its parts
+    one_clip, _ = capped_clip(clip, 1, tmp / "one_frame.mp4")
+    out("running (1) a one-frame encode and its parts ...")
+    parts, _ = run_child("--_parts-child", json.dumps([str(one_clip), str(model_path), str(device)]))
+    one_info, one_wall = run_child("--_encode-child", json.dumps([str(one_clip), "--model", str(model_path),
+                                                                 "--device", str(device), "-o",
+                                                                 str(tmp / "one.mp4"), "--overwrite", "-q"]))
+
+    # (r) the cost against --resolution (the tuple files run at the size they are given)
+    resolution_rows = []
+    if style == "tuple" and not args.skip_resolutions:
+        file = load_model(model_path, device, engine="torchscript")
+        native = load_model(model_path, device, engine="native", batch_size=1)
+        for resolution in (512, 768, 1024):
+            out(f"running (r) resolution {resolution} ...")
+            frames = padded_frames(clip_e, 2, resolution)
+            row = [resolution, frames[0].shape[0], frames[0].shape[1]]
+            for model in (file, native):
+                model_alone(model, frames, 1, None, 2)
+                row.append(model_alone(model, frames, 1, None, 2) / 2)
+            resolution_rows.append(row)
+
+    naive = None
+    if args.naive_frames:
+        out(f"running (n) naive node loop ({args.naive_frames} frames) ...")
+        try:
+            n_done, n_sec = run_naive(clip_e, tmp / "naive.mp4", model_path, device, args.naive_frames)
+            naive = (n_done, n_sec)
+        except Exception as error:  # the other rows are still worth printing
+            out(f"(n) naive node loop failed: {type(error).__name__}: {' '.join(str(error).split())[-300:]}")
 
     def ok(flag: bool) -> str:
         return "PASS" if flag else "FAIL"
 
     out("")
-    out("| variant | frames | seconds | frames/s | s/frame | vs model-alone limit | vs naive |")
-    out("|---|---:|---:|---:|---:|---:|---:|")
+    out("| variant | frames | seconds | s/frame | frames/s | vs TorchScript float32 limit |")
+    out("|---|---:|---:|---:|---:|---:|")
     for label, frames, sec in rows:
         rate = frames / sec
-        mark = " **(limit)**" if rate == limit else ""
-        out(f"| {label}{mark} | {frames} | {sec:.2f} | {rate:.3f} | {sec / frames:.2f} | {rate / limit:.2f}x | "
-            f"{vs_naive(rate)} |")
-    for label, frames, sec in encode_rows:
-        rate = frames / sec
-        out(f"| {label} | {frames} | {sec:.2f} | {rate:.3f} | {sec / frames:.2f} | **{rate / limit:.2f}x** "
-            f"(target >= {TARGET_VS_LIMIT}: {ok(rate / limit >= TARGET_VS_LIMIT)}) | {vs_naive(rate)} |")
-    for n, result in sweep:
+        mark = " **(limit)**" if rate in (ts_limit, native_limit) else ""
+        out(f"| {label}{mark} | {frames} | {sec:.2f} | {sec / frames:.3f} | {rate:.3f} | {rate / ts_limit:.2f}x |")
+    for name, (info, wall, _) in encodes.items():
+        rate = info["frames"] / wall
+        target = f" (target >= {TARGET_VS_LIMIT}: {ok(rate / ts_limit >= TARGET_VS_LIMIT)})" if "auto" in name else ""
+        out(f"| (e) densevid encode {name}, whole process ({info['workers']} workers, {info['engine']}; start-up "
+            f"included) | {info['frames']} | {wall:.2f} | {wall / info['frames']:.3f} | {rate:.3f} | "
+            f"**{rate / ts_limit:.2f}x**{target} |")
+    if naive:
+        n_done, n_sec = naive
+        out(f"| (n) naive node loop (serial, cv2 mp4v) | {n_done} | {n_sec:.2f} | {n_sec / n_done:.3f} | "
+            f"{n_done / n_sec:.3f} | {n_done / n_sec / ts_limit:.2f}x |")
+    out("")
+    out(f"limits: the TorchScript file {ts_limit:.3f} frames/s, the native model (float32) {native_limit:.3f} "
+        f"frames/s = {native_limit / ts_limit:.2f}x the file's (target >= 1.0: {ok(native_limit / ts_limit >= 1.0)})"
+        + (f"; the native model in half precision {best_half_native:.3f} frames/s = "
+           f"{best_half_native / ts_limit:.2f}x the file's float32 (target >= 1.3: "
+           f"{ok(best_half_native / ts_limit >= 1.3)})" if best_half_native else ""))
+    auto_info, auto_wall, auto_out = encodes["defaults (--engine auto)"]
+    out(f"(e) defaults: {auto_info['frames'] / auto_wall / native_limit:.2f}x the native limit; without start-up and "
+        f"load (the encode's own wall {auto_info['seconds']:.2f} s of the process's {auto_wall:.2f} s) "
+        f"{auto_info['frames'] / auto_info['seconds'] / ts_limit:.2f}x the file's limit; stage busy: "
+        f"{stage_text(auto_info['stages'], auto_info['seconds'], auto_info['frames'])}; peak RSS "
+        f"{auto_info['maxrss_kb'] / 1024:.0f} MiB")
+    ts_out = encodes["--engine torchscript"][2]
+    out(f"(e) labels of the defaults against --engine torchscript: {_labels_agreement(auto_out, ts_out):.6%} agree")
+    if "--half" in encodes:
+        agree = _labels_agreement(encodes["--half"][2], ts_out)
+        out(f"(e) labels of --half against --engine torchscript (float32): {agree:.4%} agree"
+            + (f" (target >= 99.5%: {ok(agree >= 0.995)})" if on_cuda else ""))
+    for engine, batch, result, peak in sweep:
         rate = result.frames / result.seconds
         busy = result.stage_seconds.get("model_gpu")
-        note = f"; GPU busy {busy / result.seconds:.1%}" if busy is not None else ""
-        out(f"| (w) encode_video in-process, {n} workers (model loaded{note}) | {result.frames} | "
-            f"{result.seconds:.2f} | {rate:.3f} | {result.seconds / result.frames:.3f} | {rate / limit:.2f}x | "
-            f"{vs_naive(rate)} |")
-    if naive:
-        out(f"| (n) naive node loop (serial, cv2 mp4v) | {n_frames_done} | {n_sec:.2f} | {naive:.3f} | "
-            f"{n_sec / n_frames_done:.2f} | {naive / limit:.2f}x | 1.00x |")
-    out("")
-    e_stages = e_info["stages"]
-    out(f"(e) stage busy seconds (model and render summed over the workers; stages overlap; the encode's own wall "
-        f"{e_info['seconds']:.2f} s, the process's {e_wall:.2f} s, so start-up and load "
-        f"{e_wall - e_info['seconds']:.2f} s): {stage_text(e_stages, e_info['seconds'], e_info['frames'])}")
-    out(f"(e) without start-up and model load (the encode's own wall): "
-        f"{e_info['frames'] / e_info['seconds'] / limit:.2f}x the limit; peak RSS of the whole process: "
-        f"{e_info['maxrss_kb'] / 1024:.0f} MiB")
-    for n, result in sweep:
-        stages = result.stage_seconds
-        line = f"(w) {n} workers: {stage_text(stages, result.seconds, result.frames)}"
-        if "model_gpu" in stages:
-            line += (f"; GPU busy fraction (model_gpu / wall) {stages['model_gpu'] / result.seconds:.1%}, model calls "
-                     f"overlapping x{stages.get('model_gpu_sum', 0) / max(stages['model_gpu'], 1e-9):.2f}")
-        out(line)
+        out(f"(w) encode_video in-process, --half, {engine} B = {batch}, {result.workers} workers: {rate:.1f} frames/s "
+            f"= {rate / ts_limit:.2f}x the file's float32 limit; GPU busy "
+            f"{busy / result.seconds if busy else float('nan'):.1%}; peak GPU memory {peak / 2**30:.2f} GiB")
+    if sweep:
+        ts_rate = next(r.frames / r.seconds for e, _, r, _ in sweep if e == "torchscript")
+        best = max((r.frames / r.seconds for e, _, r, _ in sweep if e == "native"), default=None)
+        if best:
+            out(f"(w) the native model's best {best:.1f} frames/s = {best / ts_rate:.2f}x the TorchScript file's "
+                f"{ts_rate:.1f} (target >= 3: {ok(best / ts_rate >= 3)})")
+    if "--half" in encodes:
+        half_info, half_wall, half_out = encodes["--half"]
+        speed = (half_info["frames"] / half_wall) / (auto_info["frames"] / auto_wall)
+        agree = _labels_agreement(half_out, auto_out)
+        out(f"(e) --half: {speed:.2f}x the float32 whole-process throughput (target >= 1.3: {ok(speed >= 1.3)}); "
+            f"labels equal to float32's on {agree:.2%} of pixels (target >= 95%: {ok(agree >= 0.95)})")
+    budget_one = parts["import"] + parts["load"] + 1.3 * parts["frame"]
+    out(f"(1) one-frame encode, whole process: {one_wall:.2f} s; its parts: import {parts['import']:.2f} s, load "
+        f"(model, render kernels) {parts['load']:.2f} s, the first frame {parts['first']:.2f} s, one frame warm "
+        f"{parts['frame']:.2f} s: import + load + 1.3 x frame = {budget_one:.2f} s (target: the whole process within "
+        f"it: {ok(one_wall <= budget_one)})")
+    if resolution_rows:
+        out("")
+        out("| --resolution | model input (padded) | TorchScript file s/frame | native s/frame |")
+        out("|---:|---|---:|---:|")
+        for resolution, h, w, file_s, native_s in resolution_rows:
+            out(f"| {resolution} | {w}x{h} | {file_s:.2f} | {native_s:.2f} |")
+
+
+def parts_child(clip: str, model: str, device: str) -> None:
+    """The parts of a one-frame encode, in a fresh process: import, load (model + render kernels), the first
+    model call on the frame and a warm one."""
+    t0 = time.perf_counter()
+    import torch
+
+    from densevid import DensePoseEstimator, EncodeConfig  # noqa: F401  (what encode imports)
+    from densevid.pipeline.engine import resize_and_pad
+    from densevid.pipeline.io import iter_frame_batches
+    t1 = time.perf_counter()
+    estimator = DensePoseEstimator(model, resolution=RESOLUTION, device=device)
+    t2 = time.perf_counter()
+    frame = next(iter(iter_frame_batches(clip, 1))).frames_rgb[0].numpy()
+    padded = torch.from_numpy(resize_and_pad(frame, RESOLUTION)[0])
+    t3 = time.perf_counter()
+    estimator.detect(padded)
+    t4 = time.perf_counter()
+    estimator.detect(padded)
+    t5 = time.perf_counter()
+    print(json.dumps({"import": t1 - t0, "load": t2 - t1, "first": t4 - t3, "frame": t5 - t4}))
 
 
 def io_bound(args, tmp: Path, clip: Path, device, out) -> None:
@@ -528,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--input", type=Path, default=None,
                         help="input video (default: the dance clip or a generated one)")
-    parser.add_argument("--frames", type=int, default=48, help="model-bound: frames densevid encode runs (default 48)")
+    parser.add_argument("--frames", type=int, default=8, help="model-bound: frames densevid encode runs (default 8)")
     parser.add_argument("--model-frames", type=int, default=4,
                         help="model-bound: model calls per model-alone variant (default 4)")
     parser.add_argument("--naive-frames", type=int, default=3, help="model-bound: frames of the naive loop (default 3)")
@@ -540,7 +655,11 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "generating the real-cost stand-in")
     parser.add_argument("--depth", type=int, choices=(50, 101), default=50, help="real-cost stand-in: ResNet depth")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--half", action="store_true", help="model-bound: fp16 (CUDA)")
+    parser.add_argument("--style", choices=("tuple", "dict"), default="tuple",
+                        help="model-bound: the stand-in's export style (tuple: the hub files; dict: the releases)")
+    parser.add_argument("--batch-list", type=lambda s: [int(x) for x in s.split(",")], default=None,
+                        help="model-bound: native B to try (default 1,2 on the CPU, 1,4,8,16 on CUDA)")
+    parser.add_argument("--skip-resolutions", action="store_true", help="model-bound: no cost-vs-resolution table")
     parser.add_argument("--workers-list", type=lambda s: [int(x) for x in s.split(",")], default=None,
                         help="model-bound: N to try, e.g. 1,2,3,4 (default: 1..min(4, threads) on the CPU, "
                              "1..4 on CUDA); "
@@ -550,7 +669,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="also write the output to this file")
     parser.add_argument("--_encode-child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--_floor-child", nargs=2, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--_parts-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args._parts_child is not None:
+        parts_child(*json.loads(args._parts_child))
+        return 0
 
     if args._encode_child is not None:
         encode_child(json.loads(args._encode_child))

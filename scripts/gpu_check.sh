@@ -11,7 +11,8 @@
 #   inputs     the real-cost stand-in (DensePose R-CNN R50, random weights) generated here (and a clip, if none)
 #   encode     `densevid encode --device cuda` end to end, fp32 and --half, lossless, and the label agreement
 #              of --half with fp32 (scripts/compare_hints.py)
-#   bench      scripts/bench.py on the real-cost stand-in, fp16, resolution 512: the model alone and
+#   bench      scripts/bench.py on the hub-like stand-in, fp32 and fp16, resolution 512: the model alone (the
+#              TorchScript file at N streams, the native model at B = 1, 4, 8, 16) and
 #              encode_video for N = 1..4 workers with the GPU-busy fraction, `densevid encode` as a whole process
 #
 # Needs torch, torchvision, triton, numpy, opencv, click, tqdm and huggingface_hub installed. PyAV (and
@@ -52,14 +53,15 @@ if compgen -G "$REPO/.whl/*.whl" > /dev/null; then
 fi
 
 if [ "$DRY_RUN" = 1 ]; then
-    DEVICE=cpu; FRAMES=4; ENCODE_FRAMES=4; MODEL_FRAMES=2; NAIVE_FRAMES=1; WORKERS=1,2; MODEL_SIZE=reduced
+    DEVICE=cpu; FRAMES=4; ENCODE_FRAMES=4; MODEL_FRAMES=2; NAIVE_FRAMES=1; WORKERS=1,2; BATCHES=1,2; MODEL_SIZE=reduced
 else
-    DEVICE=cuda; FRAMES=160; ENCODE_FRAMES=120; MODEL_FRAMES=16; NAIVE_FRAMES=8; WORKERS=1,2,3,4; MODEL_SIZE=full
+    DEVICE=cuda; FRAMES=160; ENCODE_FRAMES=120; MODEL_FRAMES=32; NAIVE_FRAMES=8; WORKERS=1,2,4; BATCHES=1,4,8,16
+    MODEL_SIZE=full
 fi
 # time limits per step (seconds): env, tests, inputs, encode, bench
 LIMITS=(30 100 60 90 200)
 if [ "$QUICK" = 1 ]; then
-    FRAMES=64; ENCODE_FRAMES=32; MODEL_FRAMES=8; NAIVE_FRAMES=4; WORKERS=1,2,4
+    FRAMES=64; ENCODE_FRAMES=32; MODEL_FRAMES=16; NAIVE_FRAMES=4; WORKERS=1,4; BATCHES=1,8
     LIMITS=(20 75 45 60 110)
 fi
 MODEL="$WORK/rcnn_r50.torchscript"
@@ -147,11 +149,11 @@ encode_both() {
 }
 
 run_bench() {
-    local half=()
-    if [ "$DEVICE" = cuda ]; then half=(--half); fi
-    "$PY" "$REPO/scripts/bench.py" --device "$DEVICE" "${half[@]}" --model "$MODEL" \
-        --input "${CLIP:-$WORK/generated.mp4}" --workers-list "$WORKERS" --frames "$FRAMES" \
-        --model-frames "$MODEL_FRAMES" --naive-frames "$NAIVE_FRAMES" --skip-io-bound --out "$WORK/bench.md"
+    # float32 and float16 rows side by side: the TorchScript file at N streams, the native model at B
+    "$PY" "$REPO/scripts/bench.py" --device "$DEVICE" --model "$MODEL" \
+        --input "${CLIP:-$WORK/generated.mp4}" --workers-list "$WORKERS" --batch-list "$BATCHES" --frames "$FRAMES" \
+        --model-frames "$MODEL_FRAMES" --naive-frames "$NAIVE_FRAMES" --skip-io-bound --skip-resolutions \
+        --out "$WORK/bench.md"
 }
 
 write_report() {
@@ -174,7 +176,7 @@ write_report() {
         cat "$DEST/gpu_check_encode.log" 2>/dev/null || true
         echo '```'
         echo ""
-        echo "## Benchmark: scripts/bench.py, real-cost stand-in R50, resolution 512$([ "$DEVICE" = cuda ] && echo ', fp16')"
+        echo "## Benchmark: scripts/bench.py, hub-like stand-in R50 (tuple), resolution 512, float32 and float16"
         cat "$WORK/bench.md" 2>/dev/null || echo "(no benchmark table yet: see gpu_check_bench.log)"
         echo ""
         echo "total: $((SECONDS - STARTED)) s"

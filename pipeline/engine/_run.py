@@ -48,6 +48,7 @@ class EncodeResult:
     # one-line notes about the input that did not stop the encode (e.g. a truncated MKV/TS)
     warnings: tuple[str, ...] = ()
     workers: int = 1
+    engine: str = "torchscript"  # what ran the model: "native" or "torchscript" (models.choose_engine)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,7 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
         encoder.run(pipeline.batches(), sinks)
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,
                         {**pipeline.timings, "encode": encoder.seconds}, tuple(warnings),
-                        pipeline.workers.plan.workers)
+                        pipeline.workers.plan.workers, model.engine)
 
 
 def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: EncodeConfig | None = None, *,

@@ -80,12 +80,17 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
     if precision.note:
         _warn_once(precision.note)
     style = detect_style(module, path)
-    model = DensePoseModel(module, path, style, device, precision=precision)
-    warn_rpn_size_order(module, path)
     spec = read_spec(module, style, path) if engine != "torchscript" else "not asked for"
     plan = choose_engine(engine, spec, device, precision, batch_size)
     if plan.note:
         _warn_once(f"{path.name} {plan.note}", EngineNote)
+    if plan.engine == "torchscript" and device.type == "cpu" and precision.autocast:
+        # the files call torchvision's CPU nms with float32 boxes and, under bfloat16 autocast, bfloat16 scores,
+        # which it refuses ("dets should have the same type as scores"): the file itself runs in float32
+        precision = Precision(precision.weights, torch.float32, precision.convert_to, note=TORCHSCRIPT_CPU_HALF)
+        _warn_once(f"{path.name}: {TORCHSCRIPT_CPU_HALF}")
+    model = DensePoseModel(module, path, style, device, precision=precision)
+    warn_rpn_size_order(module, path)
     if plan.engine == "native":
         model.native = NativeRunner(spec, device, precision, plan.batch, exact=plan.exact)
     model.engine_plan = plan
@@ -93,6 +98,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
 
 
 _warned: set[str] = set()
+TORCHSCRIPT_CPU_HALF = ("--half is ignored for the TorchScript file on the CPU: it cannot run under bfloat16 autocast "
+                        "(torchvision's CPU nms refuses bfloat16 scores with float32 boxes); the native model "
+                        "(--engine auto or native) runs in bfloat16; running the file in float32")
 
 
 def _warn_once(message: str, category: type = ModelWarning) -> None:

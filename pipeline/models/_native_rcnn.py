@@ -81,7 +81,10 @@ def nonempty(boxes: Tensor, keep_empty: bool) -> Tensor:
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, threshold: float, vanilla_above: dict | None) -> Tensor:
     """torchvision's ``batched_nms`` as the file runs it: one NMS over boxes offset per class, or (scripted
-    releases, more than ``vanilla_above`` box coordinates) one NMS per class, merged by score."""
+    releases, more than ``vanilla_above`` box coordinates) one NMS per class, merged by score. Scores in half
+    precision are compared in float32, as torchvision's CUDA autocast wrapper does (its CPU kernel takes one
+    dtype for both: under CPU bfloat16 autocast the logits come as bfloat16, the boxes as float32)."""
+    scores = scores.float()
     if vanilla_above is not None:
         limit = vanilla_above["cpu" if boxes.device.type == "cpu" else "other"]
         if boxes.numel() > limit:
