@@ -395,7 +395,7 @@ def _labels_agreement(a: Path, b: Path) -> float:
 def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     import torch
 
-    from densevid.pipeline.models import cpu_native_bfloat16, load_model
+    from densevid.pipeline.models import cpu_native_bfloat16, dtype_name, load_model
 
     style = args.style
     if args.model is not None:
@@ -421,14 +421,15 @@ def model_bound(args, tmp: Path, clip: Path, device, out) -> None:
     rows = []
     precisions = [False] + ([True] if half_here else [])
     for half in precisions:
-        tag = "float16" if (half and on_cuda) else "bfloat16" if half else "float32"
-        out(f"running (m) the model alone, {tag} ...")
+        out(f"running (m) the model alone{', half precision' if half else ', float32'} ...")
         file = load_model(model_path, device, half=half, engine="torchscript")
-        rows += _rate_rows(file, images, device, budget, per, [1], workers, f"(m) TorchScript file {tag}")
+        if not half or file.precision.runs != torch.float32:  # the file on the CPU runs float32 whatever --half
+            tag = dtype_name(file.precision.runs)
+            rows += _rate_rows(file, images, device, budget, per, [1], workers, f"(m) TorchScript file {tag}")
         for batch in native_batches:
             native = load_model(model_path, device, half=half, engine="native", batch_size=batch)
-            rows += _rate_rows(native, images, device, budget, per, [batch],
-                               workers if (batch == 1 or on_cuda) else [1], f"(m) native {tag}")
+            rows += _rate_rows(native, images, device, budget, per, [batch], workers if (batch == 1 or on_cuda)
+                               else [1], f"(m) native {dtype_name(native.precision.runs)}")
         del file, native
     ts_limit = max(f / s for label, f, s in rows if "TorchScript file float32" in label)
     native_limit = max(f / s for label, f, s in rows if "native float32" in label)

@@ -13,7 +13,7 @@ _EXPORTS = {
     "DensevidError": "._errors", "InputError": "._errors", "OutputError": "._errors", "ModelError": "._errors",
     "ConfigError": "._errors", "UsageError": "._errors", "DensevidWarning": "._errors", "DensevidNote": "._errors",
     "one_line": "._errors", "os_reason": "._errors", "root_cause": "._errors",
-    "file_sha256": "._files",
+    "file_sha256": "._files", "prefetch_sha256": "._files",
     "Frame": "._types", "FrameBatch": "._types", "Detections": "._types",
 }
 __all__ = sorted(_EXPORTS)

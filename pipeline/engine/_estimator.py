@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,34 @@ from ..config import EncodeConfig
 from ..core import Detections
 from ..models import DensePoseModel, load_model, resolve_model_path
 from ._preprocess import resize_and_pad
+
+
+class _Background:
+    """``fn()`` in a thread; ``result()`` waits and re-raises its exception (and re-emits its warnings here,
+    where the caller's warning filters apply)."""
+
+    def __init__(self, fn) -> None:
+        self._error: BaseException | None = None
+        self._warnings: list = []
+
+        def run() -> None:
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    fn()
+                self._warnings = caught
+            except BaseException as error:
+                self._error = error
+
+        self._thread = threading.Thread(target=run, name="densevid-prepare", daemon=True)
+        self._thread.start()
+
+    def result(self) -> None:
+        self._thread.join()
+        for caught in self._warnings:
+            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        if self._error is not None:
+            raise self._error
 
 
 class DensePoseEstimator:
@@ -40,10 +70,14 @@ class DensePoseEstimator:
         self.device = config.torch_device
         self.render_backend = render_backend
         path = resolve_model_path(config.model, config.model_dir)
-        self.model: DensePoseModel = load_model(path, self.device, half=config.half, engine=config.engine,
-                                                batch_size=config.batch_size)
+        # the render kernels (numba's cache, or Triton's compile) get ready beside the model's load
+        kernels = _Background(lambda: prepare_backend(render_backend, self.device))
+        try:
+            self.model: DensePoseModel = load_model(path, self.device, half=config.half, engine=config.engine,
+                                                    batch_size=config.batch_size)
+        finally:
+            kernels.result()
         self._lut = hint_lut(config.cmap, self.device)
-        prepare_backend(render_backend, self.device)
 
     @classmethod
     def from_config(cls, config: EncodeConfig, render_backend: str = "auto") -> "DensePoseEstimator":

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from ..core import DensevidNote, Detections, ModelError, one_line, root_cause
+from ..core import DensevidNote, Detections, ModelError, one_line, prefetch_sha256, root_cause
 from ._contract import CONTRACTS, STYLES, adapt_output, detect_style
 from ._engines import ENGINES, EnginePlan, NativeRunner, choose_engine
 from ._export_bugs import ModelWarning, warn_rpn_size_order
@@ -48,6 +48,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str = "cpu", half
         raise ValueError(f"half must be a bool or one of {HALF_ROUTES}, got {half!r}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    prefetch_sha256(path)  # every encode fingerprints its model: hash it beside the load
     register_torchvision_ops(path)
     try:
         with warnings.catch_warnings():

@@ -120,7 +120,7 @@ def roi_align(features: Tensor, rois: Tensor, scale: float, size: int) -> Tensor
     global _POOL
     with _POOL_LOCK:
         if _POOL is None or _POOL._max_workers < threads:
-            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="densevid-roialign")
+            _POOL = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="densevid-pool-roialign")
     chunks = rois.tensor_split(threads)
     parts = _POOL.map(lambda chunk: torch.ops.torchvision.roi_align(features, chunk, scale, size, size, 2, False),
                       chunks)
