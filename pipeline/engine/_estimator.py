@@ -24,12 +24,14 @@ from ._preprocess import resize_and_pad
 
 
 class _Background:
-    """``fn()`` in a thread; ``result()`` waits and re-raises its exception (and re-emits its warnings here,
-    where the caller's warning filters apply)."""
+    """``fn()`` in a thread; ``result()`` waits and re-raises its exception (and re-emits its warnings, once,
+    where the caller's warning filters apply). Any thread may call ``result()``, any number of times."""
 
     def __init__(self, fn) -> None:
         self._error: BaseException | None = None
         self._warnings: list = []
+        self._lock = threading.Lock()
+        self._reported = False
 
         def run() -> None:
             try:
@@ -45,10 +47,16 @@ class _Background:
 
     def result(self) -> None:
         self._thread.join()
-        for caught in self._warnings:
-            warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
+        with self._lock:
+            if not self._reported:
+                self._reported = True
+                for caught in self._warnings:
+                    warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
         if self._error is not None:
             raise self._error
+
+
+
 
 
 class DensePoseEstimator:
@@ -70,13 +78,15 @@ class DensePoseEstimator:
         self.device = config.torch_device
         self.render_backend = render_backend
         path = resolve_model_path(config.model, config.model_dir)
-        # the render kernels (numba's cache, or Triton's compile) get ready beside the model's load
-        kernels = _Background(lambda: prepare_backend(render_backend, self.device))
+        # the render kernels (numba's cache, or Triton's compile) get ready beside the model's load and the
+        # first frame's model call: the first render waits for them (``_kernels_ready``)
+        self._kernels = _Background(lambda: prepare_backend(render_backend, self.device))
         try:
             self.model: DensePoseModel = load_model(path, self.device, half=config.half, engine=config.engine,
                                                     batch_size=config.batch_size)
-        finally:
-            kernels.result()
+        except BaseException:
+            self._kernels.result()
+            raise
         self._lut = hint_lut(config.cmap, self.device)
 
     @classmethod
@@ -87,8 +97,8 @@ class DensePoseEstimator:
                    render_backend=render_backend, _config=config)
 
     @classmethod
-    def from_model(cls, model: DensePoseModel, config: EncodeConfig,
-                   render_backend: str = "auto") -> "DensePoseEstimator":
+    def from_model(cls, model: DensePoseModel, config: EncodeConfig, render_backend: str = "auto",
+                   _kernels: "_Background | None" = None) -> "DensePoseEstimator":
         """Wrap an already loaded model (one load per process for many videos)."""
         self = cls.__new__(cls)
         self.config = config
@@ -96,14 +106,14 @@ class DensePoseEstimator:
         self.render_backend = render_backend
         self.model = model
         self._lut = hint_lut(config.cmap, self.device)
-        prepare_backend(render_backend, self.device)
+        self._kernels = _kernels or _Background(lambda: prepare_backend(render_backend, self.device))
         return self
 
     def with_config(self, config: EncodeConfig) -> "DensePoseEstimator":
         """This loaded model under another run's settings (colormap, resolution ...), without reloading it."""
         if config == self.config:
             return self
-        return DensePoseEstimator.from_model(self.model, config, self.render_backend)
+        return DensePoseEstimator.from_model(self.model, config, self.render_backend, self._kernels)
 
     def prepare(self, image_rgb: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
         """CPU: resize + pad as the node does. Returns (padded image, hint size (h, w))."""
@@ -120,21 +130,25 @@ class DensePoseEstimator:
 
     def render(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
         """uint8 [h, w, 3] RGB hint on the model's device."""
+        self._kernels.result()
         return render_hint(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
                            hint_hw[0], hint_hw[1], self._lut, backend=self.render_backend)
 
     def render_labels(self, detections: Detections, hint_hw: tuple[int, int]) -> torch.Tensor:
         """uint8 [h, w] part labels (0 = background) on the model's device: the hint before colouring."""
+        self._kernels.result()
         return render_labels(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm,
                              hint_hw[0], hint_hw[1], backend=self.render_backend)
 
     def render_iuv(self, detections: Detections, hint_hw: tuple[int, int]):
         """(I uint8 [h, w], U float32 [h, w], V float32 [h, w]) on the model's device; I equals render_labels."""
+        self._kernels.result()
         return render_iuv(detections.boxes_xyxy, detections.coarse_segm, detections.fine_segm, detections.u,
                           detections.v, hint_hw[0], hint_hw[1], backend=self.render_backend)
 
     def colorize(self, labels: torch.Tensor) -> torch.Tensor:
         """uint8 labels [..., h, w] -> uint8 RGB [..., h, w, 3] through the colormap, on the labels' device."""
+        self._kernels.result()
         return colorize(labels, self._lut)
 
     def hint(self, image_rgb: np.ndarray) -> torch.Tensor:
