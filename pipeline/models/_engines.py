@@ -95,12 +95,14 @@ class NativeRunner:
             try:
                 out += self._run(frames[start:start + step])
             except torch.cuda.OutOfMemoryError:
-                torch.cuda.empty_cache()
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
                 if step == 1:
-                    free, _ = torch.cuda.mem_get_info(self.device)
+                    free = torch.cuda.mem_get_info(self.device)[0] if self.device.type == "cuda" else None
+                    room = f" ({free / 2**20:.0f} MiB free there)" if free is not None else ""
                     raise ModelError(f"the native model ran out of memory on {self.device} with one frame of "
-                                     f"{frames.shape[3]}x{frames.shape[2]} ({free / 2**20:.0f} MiB free there): lower "
-                                     f"--resolution, free GPU memory, or use --device cpu") from None
+                                     f"{frames.shape[3]}x{frames.shape[2]}{room}: lower --resolution, free GPU memory, "
+                                     f"or use --device cpu") from None
                 with self._lock:
                     self.batch = max(1, min(self.batch, step) // 2)
                 continue

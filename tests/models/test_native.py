@@ -198,3 +198,30 @@ def test_roi_align_split_between_threads_is_the_one_calls_result():
     half = roi_align(features.bfloat16(), rois, 0.25, 7)  # pooled in float32, as torchvision's autocast does
     expected = torch.ops.torchvision.roi_align(features.bfloat16().float(), rois, 0.25, 7, 7, 2, False)
     assert half.dtype == torch.bfloat16 and torch.equal(half, expected.bfloat16())
+
+
+def test_a_batch_that_runs_out_of_memory_is_halved_and_one_frame_that_does_is_one_line(files, monkeypatch):
+    model = load_model(files[("tuple", 50, torch.float32)], "cpu", engine="native", batch_size=4)
+    runner = model.native
+    real = runner._run
+    sizes = []
+
+    def tight(frames):  # room for two frames at a time, as a GPU might have
+        sizes.append(len(frames))
+        if len(frames) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real(frames)
+
+    monkeypatch.setattr(runner, "_run", tight)
+    frames = torch.stack(SCENES[:5])
+    assert [len(d) for d in model.detect_batch(frames)] == [len(model.native.network.forward(
+        runner._input(frames[i:i + 1]))[0][0]) for i in range(5)]
+    assert sizes == [4, 2, 2, 1] and runner.batch == 2  # halved once, kept for the next batches
+
+    def none_fits(frames):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(runner, "_run", none_fits)
+    with pytest.raises(ModelError, match=r"^the native model ran out of memory on cpu with one frame of 448x256: "
+                                         r"lower --resolution, free GPU memory, or use --device cpu$"):
+        model.detect_batch(frames[:1])
