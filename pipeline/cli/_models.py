@@ -67,8 +67,8 @@ def models_standin(directory: Path, real_cost: bool, force: bool) -> None:
 
 @models.command("list")
 def models_list() -> None:
-    """Show which models are found, where, their size and the precision of their weights."""
-    from ..models import PRECISION_RULE, cached_models, format_size, hf_cache_dir
+    """Show which models are found, where, their size, the precision of their weights and what --engine auto runs."""
+    from ..models import PRECISION_RULE, cached_models, format_size, hf_cache_dir, native_summary
 
     model_dir = os.environ.get("DENSEVID_MODEL_DIR")
     click.echo(f"hub cache: {hf_cache_dir()}")
@@ -80,5 +80,7 @@ def models_list() -> None:
         else:
             where = "not found (DENSEVID_MODEL_DIR, hub cache)" if model_dir else "not cached"
         click.echo(f"{entry.name:<5} {entry.filename:<36} {where}")
+        if entry.path:
+            click.echo(f"      --engine auto runs {native_summary(entry.path)}")
     if any(entry.path for entry in entries):
         click.echo(f"precision: {PRECISION_RULE}")

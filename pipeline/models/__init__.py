@@ -33,7 +33,8 @@ _EXPORTS.update({name: "._precision" for name in (
 _EXPORTS.update({name: "._export_bugs" for name in ("rpn_size_order_bug", "ModelWarning")})
 _EXPORTS.update({"register_torchvision_ops": "._ops"})
 _EXPORTS.update({name: "._store" for name in (
-    "download_model", "cached_models", "stored_precision", "format_size", "PRECISION_RULE", "ModelEntry")})
+    "download_model", "cached_models", "stored_precision", "format_size", "PRECISION_RULE", "ModelEntry",
+    "native_summary")})
 _EXPORTS.update({name: "._standin" for name in ("build_standin", "save_standin", "write_model_files")})
 _EXPORTS.update({name: "._standin_rcnn" for name in (
     "build_standin_rcnn", "save_standin_rcnn", "state_dict_layout", "standin_core")})

@@ -97,6 +97,30 @@ def stored_precision(path: str | os.PathLike) -> str | None:
 
 VERIFY_SIDE = 64  # a downloaded file runs once on a black frame this size (its contract checked)
 
+def native_summary(path: Path) -> str:
+    """What ``--engine auto`` would run for the file at ``path``: the native model's architecture and where its
+    settings come from, or why the file runs itself (one line; loads the file on the CPU, runs nothing)."""
+    import warnings
+
+    import torch
+
+    from ._contract import detect_style
+    from ._native_spec import read_spec
+    from ._ops import register_torchvision_ops
+
+    try:
+        register_torchvision_ops(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            module = torch.jit.load(str(path), map_location="cpu")
+        spec = read_spec(module, detect_style(module, path), path)
+    except Exception as exc:  # a file that does not load: the encode says why, in full
+        return f"does not load ({one_line(root_cause(exc), 120)})"
+    if isinstance(spec, str):
+        return f"the TorchScript file (its weights are not the DensePose R-CNN the native model knows: {spec})"
+    return f"the native model: {spec.describe()}"
+
+
 PRECISION_RULE = ("float16 weights run in float32 on the CPU and in float16 on CUDA; float32 weights run in "
                   "float32 (in float16 on CUDA with --half)")
 

@@ -118,7 +118,10 @@ def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypat
 
     from densevid.pipeline.models import PRECISION_RULE, format_size
 
-    populate_hub_cache(hf_home, MODEL_FILES["r101"], payload=standin_models["tuple"].read_bytes())
+    from densevid.pipeline.models import save_standin_rcnn
+
+    rcnn = save_standin_rcnn(tmp_path / "rcnn.pt", "tuple", 101, width=0.25)
+    populate_hub_cache(hf_home, MODEL_FILES["r101"], payload=rcnn.read_bytes())
     model_dir = tmp_path / "models"
     model_dir.mkdir()
     half = model_dir / MODEL_FILES["r50"]
@@ -130,10 +133,12 @@ def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypat
     assert lines[:2] == [f"hub cache: {hf_home / 'hub'}", f"DENSEVID_MODEL_DIR: {model_dir} (searched first)"]
     assert lines[2].split() == ["r50", MODEL_FILES["r50"], *format_size(half.stat().st_size).split(), "float16",
                                 "DENSEVID_MODEL_DIR", str(half)]
-    assert lines[3].split()[:7] == ["r101", MODEL_FILES["r101"],
-                                    *format_size(standin_models["tuple"].stat().st_size).split(), "float32", "hub",
-                                    "cache"]
-    assert lines[4] == f"precision: {PRECISION_RULE}"
+    # each found file says what --engine auto runs for it: the cheap stand-in is no R-CNN, so the file runs itself
+    assert lines[3].startswith("      --engine auto runs the TorchScript file (its weights are not the DensePose")
+    assert lines[4].split()[:7] == ["r101", MODEL_FILES["r101"], *format_size(rcnn.stat().st_size).split(),
+                                    "float32", "hub", "cache"]
+    assert lines[5].startswith("      --engine auto runs the native model: R101")
+    assert lines[6] == f"precision: {PRECISION_RULE}"
 
     # the directory it searches is shown when the file is not there too
     half.unlink()
