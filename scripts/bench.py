@@ -1,25 +1,30 @@
-"""End-to-end benchmark: the model alone vs `densevid encode` vs a naive node loop, and the I/O floor.
+"""End-to-end benchmark: the TorchScript file vs the native model vs `densevid encode` vs a naive node loop.
 
-One run prints two markdown tables, each measured on the same input and model:
+Every ratio is measured side by side in one run, on the same frames and model file. Model-bound
+(the hub-like stand-in, ``save_standin_rcnn``: detectron2's DensePose R-CNN with the real files'
+names, contract and cost, generated into a temp dir unless --model):
 
-1. **Model-bound** (the real-cost stand-in, ``densevid.pipeline.models.save_realcost``: a DensePose
-   R-CNN of the real exports' architecture and cost, generated into a temp dir unless --model):
-   (m) the model alone on the frames already resized and padded: one call at a time with all of
-       torch's threads, then N calls at once in N threads (torch's threads split between them; on
-       CUDA a stream each) for every N tried; the best is the **limit**;
-   (e) `densevid encode` as a whole process, default settings (workers included), start-up
-       included, timed from the process start to its exit (a child running the CLI's own ``main``,
-       which also reports the stage busy times and its peak RSS);
-   (w) on CUDA, or with --workers-list: ``encode_video`` in this process for each N, with the
-       GPU-busy fraction (seconds in which a model call runs on the device, from CUDA events / wall);
-   (n) a naive serial loop doing what the ComfyUI node does per frame.
-2. **I/O-bound** (the cheap stand-in, ``densevid.pipeline.models.save_standin``), as whole
-   processes: (a) the I/O floor: decode (PyAV) + resize/pad (``resize_and_pad``) + H.264 encode of
-   the resized frames with the ``VideoWriter`` settings, no model; (b) `densevid encode`, start-up
-   included. Then the peak RSS of (b) on the clip and on the clip looped 10x (bounded memory).
+(m) the model alone on frames already resized and padded at --resolution 512: the TorchScript file
+    and the native model (``--engine native``, B frames per call), float32 and half precision
+    (bfloat16 on a CPU with native bfloat16, float16 on CUDA), one call at a time with all of torch's
+    threads and N calls at once (threads split; on CUDA a stream each); the file's float32 best is
+    the **limit** every other row is a ratio of;
+(e) `densevid encode` as whole processes, timed from spawn to exit (start-up and load included):
+    the defaults (``--engine auto``), ``--engine torchscript`` and ``--half``, with the share of
+    pixels whose part labels agree between them, the stage busy times and the peak RSS;
+(w) on CUDA: ``encode_video`` in this process per engine and B, with the GPU-busy fraction and the
+    peak GPU memory;
+(1) a one-frame encode as a whole process against its parts (import, load, first and warm frame);
+(r) the cost per frame against --resolution 512/768/1024 (the tuple files run at the size given);
+(n) a naive serial loop doing what the ComfyUI node does per frame.
+
+I/O-bound (the cheap stand-in, ``save_standin``), as whole processes: (a) the I/O floor (decode +
+resize/pad + H.264 encode, no model); (b) `densevid encode`; then the peak RSS of (b) on the clip
+and on the clip looped 10x (bounded memory).
 
     python scripts/bench.py [--input PATH] [--frames N] [--model-frames N] [--naive-frames N]
-                            [--small-frames N] [--rss-frames N] [--device cpu|cuda] [--half] [--workers-list 1,2,3,4]
+                            [--style tuple|dict] [--depth 50|101] [--model FILE] [--device cpu|cuda]
+                            [--batch-list 1,2] [--workers-list 1,2,4] [--skip-resolutions]
                             [--skip-model-bound] [--skip-io-bound] [--out FILE]
 
 Input: ``../shared/data/dance_576x1024.mp4`` (relative to the repo root) when present, else a

@@ -5,9 +5,8 @@
     caller's thread: reorder buffer -> batches -> post-stages -> one copy to the host ──► HintBatch
 
 Memory does not grow with video length: at most ``2 N B`` frames (B frames per model call) are between the
-source and the caller's
-thread (permits taken by the source, given back as frames leave the reorder buffer), one batch is being
-assembled, and the GPU-busy measurement folds its events as they complete. Any stage's exception (or
+source and the caller's thread (permits taken by the source, given back as frames leave the reorder buffer),
+one batch is being assembled, and the GPU-busy measurement folds its events as they complete. Any stage's exception (or
 Ctrl-C, or the consumer closing early) stops the others, which end after their current frame; the first
 failure is re-raised in the caller's thread.
 """
