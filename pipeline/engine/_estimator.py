@@ -56,9 +56,6 @@ class _Background:
             raise self._error
 
 
-
-
-
 class DensePoseEstimator:
     """A loaded DensePose model plus the node's pre- and post-processing.
 
