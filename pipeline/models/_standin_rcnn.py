@@ -45,15 +45,20 @@ detectron2's 0.05 for the tuple style.
 
 Weights: seeded with a ``torch.Generator`` (never the global RNG) and deterministic. Random weights alone
 give degenerate boxes, so a small designed signal path runs through the random network: the backbone carries
-a luma channel, progressively blurred; the FPN turns it into a saliency map (luma against the broad
-background) and a scale-selective contrast per level; the RPN scores anchors by that contrast (tall anchors
-and coarse levels first); the box head scores a proposal by how well a salient region fills its inner 5x5
-of 7x7 bins with background around it, and regresses the box onto the region's edges, so overlapping
-candidates land on nearly the same box (aimed at decisive detections, needed to compare batched and one-image
-runs; achieved on simple scenes, not yet on real frames, where few or no boxes are found); a frame without
-contrast (black) has nobody. The DensePose head carries the saliency (coarse foreground) and box-relative position
-features built from zero padding (fine parts as contiguous regions, U/V ramps). All other channels are
-random, calibrated to unit scale, and reach every output with small weights, so every weight matters.
+a luma channel L and, from res4 on, a broad blur of it, the context B (3x3 box blurs that treat the zero
+padding like replicate padding, so neither darkens towards the image's borders); the FPN hands every level
+L, B, a level constant and a scale-selective contrast; the RPN scores anchors by that contrast (coarse
+levels and tall anchors first, tall proposals person-shaped); the box head marks a 7x7 bin salient where its
+luma departs from the background (the mean of the box's outer ring of bins, corrected by half the context's
+departure from its own ring mean), scores a proposal by how well that mask fills the inner 5x5 bins
+(central column weighted) with an empty ring, larger boxes preferred, and regresses the box onto the mask's
+row/column profiles, grown (the mask misses low-contrast parts: faces and hands on a light wall, shoes on
+the floor). What this achieves, measured (see the repository's notes): one dominant box on simple generated
+scenes of one or two people; on real frames people-sized boxes on the person, but not yet reliably tight or
+decisive (adjacent dark furniture joins the mask, half-person boxes compete). A frame without contrast
+(black) has nobody. The DensePose head carries the luma and box-relative position features built from zero
+padding (fine parts as contiguous regions, U/V ramps). All other channels are random, calibrated to unit
+scale, and reach every output with small weights, so every weight matters.
 
 ``width`` scales every channel count (a reduced variant of the same graph for fast tests, with the same
 keys and different shapes); the full-size default is the real architecture and cost.
@@ -770,20 +775,28 @@ class DefaultPredictor(nn.Module):
 # --- weights -------------------------------------------------------------------------------------------
 #
 # A small designed signal path in an otherwise random network (see the module docstring). Channel 0 of every
-# backbone stage carries luma L (black 0, white 2.55); channel 1 of res5 a broader blur B of it. Each FPN
-# level l outputs L_l (channel 0), a scale-selective contrast K_l (channel 1) and a level constant (channel
-# 2). Designated channels read only designated channels; random channels read everything.
+# backbone stage carries luma L (black 0, white 2.55); channel 1 of res4 and res5 the context B, a broad blur
+# of it. Each FPN level l outputs L_l (channel 0), B (channel 1), a level constant (channel 2) and a
+# scale-selective contrast K_l (channel 3). Designated channels read only designated channels; random
+# channels read everything.
 
 LUMA_BGR = (0.114, 0.587, 0.299)
 LUMA_SCALE = 0.01
 BLUR_ALPHA = 0.35  # diffusion step of a block: L <- (1 - a) L + a blur3x3(L)
 BLURRED_BLOCKS = 2  # per stage at most, the last ones (R50 and R101 blur alike)
+BLUR_MARGIN = 3.0  # M of _design_blur: above any signal (white luma is 2.55)
+CONTEXT_BLOCKS = 6  # res4 blocks (the last ones) that blur the context B; every res5 block does too
 LEVEL_CONSTANT = {2: 0.0, 3: 0.5, 4: 1.0, 5: 1.5}  # P6 is P5's
 RPN_CONTRAST_GAIN, RPN_CONTRAST_FLOOR, RPN_LEVEL_GAIN = 6.0, 0.04, 1.5
 RPN_RATIO_BIAS = (-1.5, 0.0, 1.0)  # wide, square, tall anchors
-BOX_MASK_FLOOR, BOX_MASK_RAMP = 0.25, 0.2  # |L - corner mean| -> mask 0..1 (luma units)
-BOX_FIT_GAIN, BOX_CONTRAST_GAIN, BOX_LOGIT_OFFSET, BOX_CORNER_PENALTY = 6.0, 3.0, 5.0, 4.0
-BOX_RING_PENALTY = 3.0
+RPN_RATIO_SHAPE = ((1.0, 1.0), (1.0, 1.0), (0.8, 1.25))  # width, height factors of the proposals
+BOX_MASK_FLOOR, BOX_MASK_RAMP = 0.2, 0.2  # |d| -> mask 0..1 (luma units)
+BOX_GROWTH = (1.35, 1.5)  # the box around the mask: width, height factors (the mask misses
+# low-contrast parts: face and hands against a light wall, shoes on the floor)
+BOX_SHIFT = (0.0, -0.05)  # and moved by these fractions of the box (up: the head)
+BOX_ROW_SHARE = 0.0  # share of the row's end bins in a bin's background reference
+BOX_CONTEXT_SHARE = 0.5  # d = L - ring mean of L - share x (B - ring mean of B)
+BOX_FIT_GAIN, BOX_LOGIT_OFFSET, BOX_RING_PENALTY, BOX_CENTRE_WEIGHT, BOX_LEVEL_GAIN = 12.0, 9.0, 2.0, 1.0, 4.0
 RANDOM_LOGIT_GAIN, RANDOM_DELTA_GAIN = 0.02, 0.002  # how much the random channels move scores and boxes
 RANDOM_DENSE_GAIN = 0.01
 
@@ -833,6 +846,9 @@ def _isolate(conv: nn.Conv2d, designated_in: int, designated_out: int) -> None:
 
 
 def _design_backbone(model: GeneralizedRCNN, init: _Init, seed: int) -> None:
+    """Channel 0 of every stage: luma L (blurred a little in each stage's last blocks). Channel 1 of res4 and
+    res5: the context B, a broad blur of L (a 3x3 box blur in each of the last ``CONTEXT_BLOCKS`` res4 blocks
+    and every res5 block): the smooth background a person stands out from."""
     bottom_up = model.backbone.bottom_up
     keep: Dict[FrozenBatchNorm2d, int] = {}  # batch norms whose first n channels stay as designed
     stem = bottom_up.stem.conv1
@@ -844,41 +860,68 @@ def _design_backbone(model: GeneralizedRCNN, init: _Init, seed: int) -> None:
     keep[stem.norm] = 1
     stages = [bottom_up.res2, bottom_up.res3, bottom_up.res4, bottom_up.res5]
     for stage_index, stage in enumerate(stages):
-        last = stage_index == 3
-        signals = 2 if last else 1  # res5 also carries B
+        signals = 2 if stage_index >= 2 else 1  # res4 and res5 also carry B
         for block_index, block in enumerate(stage):
             for conv in (block.conv1, block.conv2, block.conv3, block.shortcut):
                 if conv is not None:
                     init.he(conv)
+            inputs = signals
             if block.shortcut is not None:
-                _isolate(block.shortcut, 1, signals)
+                inputs = 2 if stage_index == 3 else 1  # what the block's input carries
+                _isolate(block.shortcut, inputs, signals)
                 for s in range(signals):
-                    _copy(block.shortcut, s, 0)  # B starts as L at the first res5 block
+                    _copy(block.shortcut, s, min(s, inputs - 1))  # B starts as L at the first res4 block
                 keep[block.shortcut.norm] = signals
-            # branch: hidden 2s, 2s+1 = relu(+-(blur(x_s) - x_s)); output s = alpha * (difference)
-            inputs = 1 if block.shortcut is not None else signals  # what the block's input carries
-            _isolate(block.conv1, inputs, 2 * signals)
-            _isolate(block.conv2, 2 * signals, 2 * signals)
-            _isolate(block.conv3, 2 * signals, signals)
+            alphas = []
             for s in range(signals):
-                _copy(block.conv1, 2 * s, min(s, inputs - 1))
-                _copy(block.conv1, 2 * s + 1, min(s, inputs - 1))
-                for sign, hidden in ((1.0, 2 * s), (-1.0, 2 * s + 1)):
-                    block.conv2.weight[hidden].zero_()
-                    block.conv2.weight[hidden, 2 * s] = sign / 9.0
-                    block.conv2.weight[hidden, 2 * s, 1, 1] = sign * (1.0 / 9.0 - 1.0)
-                    block.conv2.weight[hidden, 2 * s + 1] = 0.0
-                blurred = block_index > 0 and block_index >= len(stage) - BLURRED_BLOCKS
-                alpha = 1.0 if s == 1 else (BLUR_ALPHA if blurred else 0.0)
-                block.conv3.weight[s].zero_()
-                block.conv3.weight[s, 2 * s, 0, 0] = alpha
-                block.conv3.weight[s, 2 * s + 1, 0, 0] = -alpha
-            keep[block.conv1.norm] = 2 * signals
-            keep[block.conv2.norm] = 2 * signals
+                if s == 1:
+                    alphas.append(1.0 if stage_index == 3 or block_index >= len(stage) - CONTEXT_BLOCKS else 0.0)
+                else:
+                    alphas.append(BLUR_ALPHA if 0 < block_index and block_index >= len(stage) - BLURRED_BLOCKS
+                                  else 0.0)
+            _design_blur(block, inputs, alphas)
+            keep[block.conv1.norm] = 1 + signals
+            keep[block.conv2.norm] = 16 * signals
             keep[block.conv3.norm] = signals
             block.conv3.norm.weight.fill_(0.3)  # random residual branches start small
             block.conv3.norm.weight[:signals] = 1.0
     _calibrate(model, keep, seed)
+
+
+def _design_blur(block: BottleneckBlock, inputs: int, alphas: List[float]) -> None:
+    """The block's branch adds ``alpha_s / 9 * sum over the 8 neighbours inside the map of (x_n - x_s)`` to
+    signal s: a 3x3 box blur that ignores the zero padding (a padded neighbour counts as the centre, like
+    replicate padding), so a smooth map does not darken towards the image's borders.
+
+    conv1: hidden 0 = e = 1 (its bias; 0 in conv2's padding), hidden 1 + s = a_s = x_s + M (M > any signal).
+    conv2 per signal and neighbour n: relu(a_n - a_c) and relu(a_c - a_n + 2M e_n - 2M); both are 0 where n
+    is padding (a_n = e_n = 0), their difference is x_n - x_c inside. conv3 sums them with alpha / 9."""
+    signals = len(alphas)
+    margin = BLUR_MARGIN
+    _isolate(block.conv1, inputs, 1 + signals)
+    _isolate(block.conv2, 1 + signals, 16 * signals)
+    _isolate(block.conv3, 16 * signals, signals)
+    block.conv1.weight[:1 + signals] = 0.0
+    block.conv1.norm.bias[0] = 1.0
+    for s in range(signals):
+        block.conv1.weight[1 + s, min(s, inputs - 1), 0, 0] = 1.0
+        block.conv1.norm.bias[1 + s] = margin
+    block.conv2.weight[:16 * signals] = 0.0
+    block.conv3.weight[:signals] = 0.0
+    neighbours = [(i, j) for i in range(3) for j in range(3) if (i, j) != (1, 1)]
+    for s, alpha in enumerate(alphas):
+        if alpha == 0.0:
+            continue
+        for k, (i, j) in enumerate(neighbours):
+            plus, minus = 16 * s + 2 * k, 16 * s + 2 * k + 1
+            block.conv2.weight[plus, 1 + s, i, j] = 1.0
+            block.conv2.weight[plus, 1 + s, 1, 1] = -1.0
+            block.conv2.weight[minus, 1 + s, 1, 1] = 1.0
+            block.conv2.weight[minus, 1 + s, i, j] = -1.0
+            block.conv2.weight[minus, 0, i, j] = 2.0 * margin
+            block.conv2.norm.bias[minus] = -2.0 * margin
+            block.conv3.weight[s, plus, 0, 0] = alpha / 9.0
+            block.conv3.weight[s, minus, 0, 0] = -alpha / 9.0
 
 
 def _calibrate(model: GeneralizedRCNN, keep: Dict[FrozenBatchNorm2d, int], seed: int) -> None:
@@ -903,17 +946,20 @@ def _calibrate(model: GeneralizedRCNN, keep: Dict[FrozenBatchNorm2d, int], seed:
 
 
 def _design_fpn_rpn(model: GeneralizedRCNN, init: _Init) -> None:
+    """FPN level l: channel 0 L_l, 1 the context B (carried down from res5 by the top-down path), 2 a level
+    constant, 3 the scale-selective contrast K_l; the RPN scores anchors by |K| (coarse levels, tall first)."""
     fpn = model.backbone
     laterals = {level: getattr(fpn, f"fpn_lateral{level}") for level in (2, 3, 4, 5)}
     outputs = {level: getattr(fpn, f"fpn_output{level}") for level in (2, 3, 4, 5)}
     luma_group = {2: 3, 3: 4, 4: 5, 5: 6}  # top-down channels: L_l alone
     contrast_group = {2: 7, 3: 8, 4: 9, 5: 10}  # L_{l+1} - L_{l+2} (levels 4 and 5: L5 - B)
-    designated = 11
+    context_group = 11  # B, from res5 down to every level
+    designated = 12
     for level in (2, 3, 4, 5):
         init.he(laterals[level])
         init.he(outputs[level], gain=0.5)
         _isolate(laterals[level], 2 if level == 5 else 1, designated)
-        _isolate(outputs[level], designated, 3)
+        _isolate(outputs[level], designated, 4)
         laterals[level].weight[:designated] = 0.0
     for level in (2, 3, 4, 5):
         laterals[level].weight[luma_group[level], 0] = 1.0
@@ -924,24 +970,29 @@ def _design_fpn_rpn(model: GeneralizedRCNN, init: _Init) -> None:
     for level in (4, 5):
         laterals[5].weight[contrast_group[level], 0] = 1.0
         laterals[5].weight[contrast_group[level], 1] = -1.0
+    laterals[5].weight[context_group, 1] = 1.0
     for level in (2, 3, 4, 5):
         _copy(outputs[level], 0, luma_group[level])
-        _copy(outputs[level], 1, contrast_group[level])
+        _copy(outputs[level], 1, context_group)
         outputs[level].weight[2].zero_()
         outputs[level].bias[2] = LEVEL_CONSTANT[level]
+        _copy(outputs[level], 3, contrast_group[level])
 
     head = model.proposal_generator.rpn_head
     init.he(head.conv)
-    _isolate(head.conv, 3, 3)
+    _isolate(head.conv, 4, 3)
     for hidden, sign in ((0, 1.0), (1, -1.0)):  # relu(+-K - floor), K averaged over 3x3 (centre weighted)
         head.conv.weight[hidden].zero_()
-        head.conv.weight[hidden, 1] = sign * 0.5 / 8.0
-        head.conv.weight[hidden, 1, 1, 1] = sign * 0.5
+        head.conv.weight[hidden, 3] = sign * 0.5 / 8.0
+        head.conv.weight[hidden, 3, 1, 1] = sign * 0.5
         head.conv.bias[hidden] = -RPN_CONTRAST_FLOOR
     _copy(head.conv, 2, 2)
     for layer in (head.objectness_logits, head.anchor_deltas):
         init.he(layer, gain=RANDOM_LOGIT_GAIN if layer is head.objectness_logits else RANDOM_DELTA_GAIN)
         layer.weight[:, :3] = 0.0
+    for ratio, (dw, dh) in enumerate(RPN_RATIO_SHAPE):  # tall anchors: person-shaped
+        head.anchor_deltas.bias[4 * ratio + 2] = math.log(dw)
+        head.anchor_deltas.bias[4 * ratio + 3] = math.log(dh)
     for ratio, bias in enumerate(RPN_RATIO_BIAS):
         head.objectness_logits.weight[ratio, 0:2, 0, 0] = RPN_CONTRAST_GAIN
         head.objectness_logits.weight[ratio, 2, 0, 0] = RPN_LEVEL_GAIN
@@ -949,9 +1000,11 @@ def _design_fpn_rpn(model: GeneralizedRCNN, init: _Init) -> None:
 
 
 def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
-    """fc1: per bin relu(+-(L - corner mean) - floor), the inner/ring contrast, a constant; fc2: the bins'
-    mask saturated to 0..1; cls_score: how well a salient region fills the inner 5x5 bins with background
-    around it; bbox_pred: the box moved onto the region's edges (linearised at the ideal fit)."""
+    """fc1: per bin relu(+-d - floor) with d = (L - B) - ring mean of (L - B): the bin's luma against the
+    context, corrected by how far the context is off in the box's outer ring of bins (a loose box's ring is
+    background); the pooled level (box size) and a constant. fc2: the bins' mask saturated to 0..1. cls_score:
+    how well the mask fills the inner 5x5 of 7x7 bins (centre-weighted) with an empty ring, larger boxes a
+    little preferred. bbox_pred: the box moved onto the mask's edges (linearised at the ideal fit)."""
     roi = model.roi_heads
     fc1, fc2 = roi.box_head.fc1, roi.box_head.fc2
     cls, reg = roi.box_predictor.cls_score, roi.box_predictor.bbox_pred
@@ -962,8 +1015,7 @@ def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
     bins = [(i, j) for i in range(7) for j in range(7)]
     ring = [b for b in bins if b[0] in (0, 6) or b[1] in (0, 6)]
     inner = [b for b in bins if b not in ring]
-    corner_pairs = ((0, 6), (0, 42), (6, 48), (42, 48))  # the four corners should agree: all background
-    designated = 2 * 49 + 3 + 2 * len(corner_pairs)
+    designated = 2 * 49 + 2
     fc1.weight[:designated] = 0.0
     fc1.bias[:designated] = 0.0
     ring_mean = torch.zeros(49)
@@ -972,23 +1024,19 @@ def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
     inner_mean = torch.zeros(49)
     for i, j in inner:
         inner_mean[i * 7 + j] = 1.0 / len(inner)
-    corner_mean = torch.zeros(49)  # the background reference: the corners (the ring may cut a person)
-    for index in (0, 6, 42, 48):
-        corner_mean[index] = 0.25
     for index in range(49):
-        difference = -corner_mean.clone()
+        row = index // 7
+        reference = (1.0 - BOX_ROW_SHARE) * ring_mean  # the background: the ring, and the row's two ends
+        reference[row * 7] += 0.5 * BOX_ROW_SHARE
+        reference[row * 7 + 6] += 0.5 * BOX_ROW_SHARE
+        difference = -reference
         difference[index] += 1.0
-        fc1.weight[2 * index, :49] = difference
-        fc1.weight[2 * index + 1, :49] = -difference
-        fc1.bias[2 * index] = fc1.bias[2 * index + 1] = -BOX_MASK_FLOOR
-    fc1.weight[98, :49] = inner_mean - ring_mean
-    fc1.weight[99, :49] = ring_mean - inner_mean
-    fc1.bias[100] = 1.0
-    for index, (first, second) in enumerate(corner_pairs):
-        for sign, unit in ((1.0, 101 + 2 * index), (-1.0, 102 + 2 * index)):
-            fc1.weight[unit, first] = sign
-            fc1.weight[unit, second] = -sign
+        for sign, unit in ((1.0, 2 * index), (-1.0, 2 * index + 1)):
+            fc1.weight[unit, :49] = sign * difference  # L
+            fc1.weight[unit, 49:98] = -sign * BOX_CONTEXT_SHARE * difference  # B
             fc1.bias[unit] = -BOX_MASK_FLOOR
+    fc1.weight[98, 98:147] = 1.0 / 49.0  # the level constant
+    fc1.bias[99] = 1.0
     fc2.weight[:designated] = 0.0
     fc2.bias[:designated] = 0.0
     for index in range(49):  # p = relu(|d|), q = relu(|d| - ramp): mask = (p - q) / ramp
@@ -1007,10 +1055,12 @@ def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
 
     cls.weight[:, :designated] = 0.0
     cls.bias.zero_()
-    # a salient region filling the inner bins, background in the ring (a box cutting a person pays dearly)
-    cls.weight[0, :designated] = BOX_FIT_GAIN * mask_weights(inner_mean - BOX_RING_PENALTY * ring_mean)
-    cls.weight[0, 98] = cls.weight[0, 99] = BOX_CONTRAST_GAIN
-    cls.weight[0, 101:designated] = -BOX_CORNER_PENALTY
+    centre = torch.zeros(49)  # inner bins, the central column and rows weigh more (where a person is)
+    for i, j in inner:
+        centre[i * 7 + j] = 1.0 + BOX_CENTRE_WEIGHT * (j == 3)
+    centre /= centre.sum()
+    cls.weight[0, :designated] = BOX_FIT_GAIN * mask_weights(centre - BOX_RING_PENALTY * ring_mean)
+    cls.weight[0, 98] = BOX_LEVEL_GAIN
     cls.bias[0] = -BOX_LOGIT_OFFSET
     # edges: empty fraction on each side, from the inner rows' (columns') mask profile
     ideal = 2.0 / 7.0
@@ -1031,9 +1081,10 @@ def _design_box_head(model: GeneralizedRCNN, init: _Init) -> None:
         # dw = 5 (log(1 - ideal) - (e_low + e_high - ideal) / (1 - ideal))
         centre, size = axis, axis + 2
         reg.weight[centre, :designated] = 5.0 * mask_weights(low - high)
-        reg.bias[centre] = 5.0 * (constant_low - constant_high)
+        reg.bias[centre] = 5.0 * (constant_low - constant_high) + 10.0 * BOX_SHIFT[axis]
         reg.weight[size, :designated] = -5.0 / (1.0 - ideal) * mask_weights(low + high)
-        reg.bias[size] = 5.0 * (math.log(1.0 - ideal) - (constant_low + constant_high - ideal) / (1.0 - ideal))
+        reg.bias[size] = 5.0 * (math.log(1.0 - ideal) - (constant_low + constant_high - ideal) / (1.0 - ideal)
+                                + math.log(BOX_GROWTH[axis]))
 
 
 # DensePose head: the decoder passes L and a constant; in the pooled 28x28 box the ASPP turns the constant
