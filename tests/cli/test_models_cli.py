@@ -116,9 +116,7 @@ def test_download_failure_is_one_line(hf_home, monkeypatch):
 def test_list_shows_model_dir_precision_and_missing(tmp_path, hf_home, monkeypatch, standin_models):
     import torch
 
-    from densevid.pipeline.models import PRECISION_RULE, format_size
-
-    from densevid.pipeline.models import save_standin_rcnn
+    from densevid.pipeline.models import PRECISION_RULE, format_size, save_standin_rcnn
 
     rcnn = save_standin_rcnn(tmp_path / "rcnn.pt", "tuple", 101, width=0.25)
     populate_hub_cache(hf_home, MODEL_FILES["r101"], payload=rcnn.read_bytes())

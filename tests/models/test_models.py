@@ -457,15 +457,14 @@ def test_half_runs_the_model_in_bfloat16_on_this_cpu(tmp_path):
     path = save_standin_rcnn(tmp_path / "rcnn.pt", "tuple", 50, width=0.25)
     half, full = load_model(path, "cpu", half=True), load_model(path, "cpu")
     assert half.engine == "native" and "float32 weights, run in bfloat16 (autocast)" in half.describe()
-    random = torch.randint(0, 256, ONE.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
-    for image in (ONE, random):
+    for image in (ONE, TWO):
         a, b = half.detect(image), full.detect(image)
-        # autocast reached the ops: another result than float32's
-        assert len(a) != len(b) or not torch.equal(a.fine_segm.float(), b.fine_segm)
+        # autocast reached the ops: another result than float32's (people are found in both)
+        assert len(b) > 0 and (len(a) != len(b) or not torch.equal(a.fine_segm.float(), b.fine_segm))
     # the TorchScript file cannot run under CPU bfloat16 autocast (its nms): float32, and said so
     with pytest.warns(ModelWarning, match="--half is ignored for the TorchScript file on the CPU"):
         file = load_model(path, "cpu", half=True, engine="torchscript")
-    assert file.precision.runs == torch.float32 and len(file.detect(random)) == len(full.detect(random))
+    assert file.precision.runs == torch.float32 and len(file.detect(TWO)) == len(full.detect(TWO))
 
 
 def test_precision_is_described():
