@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -41,13 +42,17 @@ _ABS_MARGIN = 1e-30  # covers underflow to subnormals/zero in products
 # path inside ComfyUI, so the kernels module always gets this one name: each process can load what
 # the other cached (under two names, one of them would fail to load and compile again).
 _KERNELS_MODULE = "_densevid_render_kernels"
+# The kernels are prepared in a background thread beside the model's load while the first render may ask
+# for them too: one thread loads them, the others wait (without it, a second thread found the module
+# half-executed in sys.modules, failed on its missing warm_up and fell back to the slow reference).
+_LOAD_LOCK = threading.Lock()
 
 
 def _load_kernels_module(cache: bool):
     """``_render_numba.py`` executed as the module ``_KERNELS_MODULE``, its kernels cached on disk or
     not; one already loaded the same way (by another copy of this package) is reused."""
     module = sys.modules.get(_KERNELS_MODULE)
-    if module is not None and module._CACHE == cache:
+    if module is not None and module._CACHE == cache and getattr(module, "_LOADED", False):
         return module
     spec = importlib.util.spec_from_file_location(_KERNELS_MODULE, Path(__file__).with_name("_render_numba.py"))
     module = importlib.util.module_from_spec(spec)
@@ -58,6 +63,7 @@ def _load_kernels_module(cache: bool):
     except BaseException:
         del sys.modules[_KERNELS_MODULE]
         raise
+    module._LOADED = True
     return module
 
 
@@ -67,8 +73,15 @@ def _cache_unusable(exc: Exception) -> bool:
     return isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "cannot cache" in str(exc))
 
 
-@functools.lru_cache(maxsize=1)
 def compiled_kernels():
+    """The numba-compiled kernels, loaded once per process whichever thread asks first (see
+    ``_compiled_kernels``)."""
+    with _LOAD_LOCK:
+        return _compiled_kernels()
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_kernels():
     """The numba-compiled kernels (``kernels/_render_numba.py``), or None -- then the CPU render is
     the reference (same output, slower) -- when numba cannot be imported or compile (a warning says
     so), or JIT is disabled (``NUMBA_DISABLE_JIT=1``: the kernels would run as slow Python).

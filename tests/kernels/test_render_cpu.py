@@ -323,14 +323,39 @@ def test_kernels_compile_uncached_where_numba_cannot_keep_its_cache(monkeypatch,
     monkeypatch.setattr(render_cpu, "_load_kernels_module", load)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        kernels = render_cpu.compiled_kernels.__wrapped__()
+        kernels = render_cpu._compiled_kernels.__wrapped__()
     assert loads == [True, False] and kernels._CACHE is False
 
 
 def test_kernels_that_cannot_compile_leave_the_reference_with_a_warning(monkeypatch):
     monkeypatch.setattr(render_cpu, "_load_kernels_module", lambda cache: _FakeKernels(cache, TypeError("no")))
     with pytest.warns(DensevidWarning, match="reference render .slower, same output"):
-        assert render_cpu.compiled_kernels.__wrapped__() is None
+        assert render_cpu._compiled_kernels.__wrapped__() is None
+
+
+def test_threads_asking_for_the_kernels_at_once_all_get_them():
+    # the background preparation and the first render ask at the same time: before the lock, the second
+    # thread found the module half-loaded and fell back to the slow reference with a warning
+    code = textwrap.dedent("""
+        import threading, warnings
+        warnings.simplefilter("error")
+        from densevid.kernels import render_cpu
+        barrier, got, errors = threading.Barrier(4), [], []
+        def ask():
+            barrier.wait()
+            try:
+                got.append(render_cpu.compiled_kernels())
+            except Exception as exc:
+                errors.append(exc)
+        threads = [threading.Thread(target=ask) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        assert not errors, errors
+        assert len(got) == 4 and got[0] is not None and all(k is got[0] for k in got), got
+    """)
+    result = subprocess.run([sys.executable, "-c", code], env=subprocess_env(REPO_ROOT / "tests"),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 @pytest.mark.slow

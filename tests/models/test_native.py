@@ -225,3 +225,31 @@ def test_a_batch_that_runs_out_of_memory_is_halved_and_one_frame_that_does_is_on
     with pytest.raises(ModelError, match=r"^the native model ran out of memory on cpu with one frame of 448x256: "
                                          r"lower --resolution, free GPU memory, or use --device cpu$"):
         model.detect_batch(frames[:1])
+
+
+@pytest.mark.slow
+def test_real_frames_give_the_files_labels(tmp_path):
+    """The default engine (native, one frame per call, float32) on frames of the real dance video: the same
+    part labels as the TorchScript file it is built from, pixel for pixel (skipped without the video)."""
+    import av
+    import numpy as np
+
+    from densevid import DensePoseEstimator
+    from support.helpers import SHARED_DATA
+
+    video = SHARED_DATA / "dance_576x1024.mp4"
+    if not video.is_file():
+        pytest.skip(f"the real dance video is not in {SHARED_DATA} (benchmark data beside the repository)")
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(video=0)) if i % 60 == 0][:4]
+    path = save_standin_rcnn(tmp_path / "r50.pt", "tuple", 50)
+    native = DensePoseEstimator(str(path), device="cpu", engine="auto")
+    file = DensePoseEstimator(str(path), device="cpu", engine="torchscript")
+    assert native.model.engine == "native" and file.model.engine == "torchscript"
+    background = np.array([68, 1, 84], dtype=np.uint8)
+    people = 0
+    for image in frames:
+        a, b = native(image), file(image)
+        assert a.shape == b.shape and np.array_equal(a, b)
+        people += int((a != background).any(axis=-1).sum())
+    assert people > 0  # the stand-in found the dancer somewhere: the comparison covered parts, not background
