@@ -1,4 +1,4 @@
-"""Issue #5: every hostile input, through the CLI, has a defined behaviour.
+"""Every hostile input, through the CLI, has a defined behaviour.
 
 Either a correct output, or a one-line ``densevid: error: ...`` with a non-zero exit, no traceback,
 no file under the output name, no temporary file left, and an existing output untouched.
