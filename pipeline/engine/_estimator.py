@@ -17,7 +17,7 @@ import torch
 
 from ...kernels import colorize, hint_lut, prepare_backend, render_hint, render_labels
 from ...kernels.iuv import render_iuv
-from ..config import EncodeConfig
+from ..config import DEFAULT_RESOLUTION, EncodeConfig
 from ..core import Detections
 from ..models import DensePoseModel, load_model, resolve_model_path
 from ._preprocess import resize_and_pad
@@ -65,8 +65,9 @@ class DensePoseEstimator:
     ``batch_size``: frames per call of a native model that batches.
     """
 
-    def __init__(self, model: str = "r50", *, cmap: str = "viridis", resolution: int = 512, device: str = "auto",
-                 half: bool = False, engine: str = "auto", batch_size: int = 8, model_dir: str | Path | None = None,
+    def __init__(self, model: str = "r50", *, cmap: str = "viridis", resolution: int = DEFAULT_RESOLUTION,
+                 device: str = "auto", half: bool = False, engine: str = "auto", batch_size: int = 8,
+                 model_dir: str | Path | None = None,
                  render_backend: str = "auto", _config: EncodeConfig | None = None) -> None:
         config = _config or EncodeConfig(model=model, cmap=cmap, resolution=resolution, device=device, half=half,
                                          engine=engine, batch_size=batch_size,
