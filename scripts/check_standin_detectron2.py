@@ -7,10 +7,14 @@ Usage (in an environment with that repository's dependencies, not densevid's)::
     /work/d2env/bin/python scripts/check_standin_detectron2.py PATH/TO/DensePose-TorchScript [--depth 50 101]
 
 For each depth it builds the repository's ``DefaultPredictor`` for ``configs/densepose_rcnn_R_{50,101}_FPN_DL_s1x
-.yaml`` with ``--min_score`` 0.3 as ``export.py`` passes it and no checkpoint, loads the stand-in's weights into
-it, scripts it as ``export.py`` does (and ``.half()`` for ``--fp16``), and compares with the stand-in file:
-state-dict keys, shapes and dtypes in both directions, and the outputs on generated images (boxes, scores,
-classes and the four DensePose maps: max abs / rel difference). Exit status 1 on any mismatch.
+.yaml`` with no checkpoint, loads the stand-in's weights into it, scripts it as ``export.py`` does (and
+``.half()`` for ``--fp16``), and compares with the stand-in file: state-dict keys, shapes and dtypes in both
+directions, and the outputs (boxes, scores, classes and the four DensePose maps: max abs / rel difference) on
+generated images and on frames of a real video (``--video``; the dance clip of ../shared/data by default).
+Both models use one score threshold, ``--min-score``: by default 0.01, low enough that the stand-in's
+detections on the real frames reach both heads (its weights score them below the releases' 0.3, which
+``export.py`` passes; 0 would send all 100 detections per image through the heavy DensePose head).
+Exit status 1 on any mismatch, or when no image gave a detection.
 
 The checkout is imported at run time from the path given, never copied. The stand-in module is loaded from
 this repository by file path (it needs only torch and torchvision). What this cannot check: the tuple style,
@@ -35,6 +39,7 @@ HERE = Path(__file__).resolve().parent
 STANDIN_PATH = HERE.parent / "pipeline" / "models" / "_standin_rcnn.py"
 OUTPUT_KEYS = ("pred_boxes", "scores", "pred_classes", "pred_densepose_coarse_segm", "pred_densepose_fine_segm",
                "pred_densepose_u", "pred_densepose_v")
+DANCE = HERE.parent.parent / "shared" / "data" / "dance_576x1024.mp4"
 REL_TOLERANCE = 1e-4  # float32 rounding through a hundred layers, relative to each tensor's magnitude
 
 
@@ -104,6 +109,18 @@ def test_images() -> dict[str, torch.Tensor]:
     }
 
 
+def video_frames(video: Path, count: int = 2) -> dict[str, torch.Tensor]:
+    """``count`` frames spread over a real video, HWC uint8 BGR as the releases take them (PyAV decodes them)."""
+    import av
+
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        step = max(1, (stream.frames or 300) // (count + 1))
+        frames = [frame.to_ndarray(format="bgr24") for i, frame in enumerate(container.decode(stream))
+                  if i % step == step // 2][:count]
+    return {f"{video.name} frame {i} {f.shape[1]}x{f.shape[0]}": torch.from_numpy(f) for i, f in enumerate(frames)}
+
+
 def difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
     if a.numel() == 0:
         return 0.0, 0.0
@@ -114,6 +131,7 @@ def difference(a: torch.Tensor, b: torch.Tensor) -> tuple[float, float]:
 
 
 def compare_outputs(name: str, reference: dict, standin: dict, rows: list) -> bool:
+    """Every output of one image within the tolerance (rows for the table); the instance counts must agree."""
     ok = True
     n_ref, n_standin = int(reference["pred_boxes"].shape[0]), int(standin["pred_boxes"].shape[0])
     if n_ref != n_standin:
@@ -138,6 +156,11 @@ def main() -> int:
     parser.add_argument("checkout", type=Path, help="a checkout of DensePose-TorchScript")
     parser.add_argument("--depth", type=int, nargs="+", default=[50, 101], choices=[50, 101])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--min-score", type=float, default=0.01,
+                        help="score threshold of both models (default 0.01, so that detections reach the heads; "
+                             "the releases' export.py passes 0.3)")
+    parser.add_argument("--video", type=Path, default=DANCE if DANCE.is_file() else None,
+                        help=f"a real video whose frames are compared too (default: {DANCE} when it exists)")
     args = parser.parse_args()
     if not (args.checkout / "detectron2" / "engine" / "defaults.py").is_file():
         raise SystemExit(f"{args.checkout} is not a DensePose-TorchScript checkout (no detectron2/engine/defaults.py)")
@@ -145,19 +168,20 @@ def main() -> int:
     logging.disable(logging.WARNING)  # the checkpointer's "no checkpoint" notice
     torch.set_grad_enabled(False)
     standin = load_standin()
-    min_score = standin.SCORE_THRESHOLDS["dict"]
+    min_score = args.min_score
     all_ok = True
     for depth in args.depth:
         print(f"\n=== R_{depth}_FPN_DL, dict style (DefaultPredictor scripted; --min_score {min_score}) ===")
         start = time.perf_counter()
-        standin_file = standin.build_standin_rcnn("dict", depth, seed=args.seed)
+        standin_file = standin.build_standin_rcnn("dict", depth, seed=args.seed, score_threshold=min_score)
         predictor = vendored_predictor(args.checkout, depth, min_score)
         load_weights(predictor, standin_file.state_dict())
         reference = torch.jit.script(predictor)  # as export.py does (.half() for --fp16: on a copy, it shares)
         print(f"built both in {time.perf_counter() - start:.1f} s")
         for label, ref, mine in (("float32", reference, standin_file),
                                  ("float16 (--fp16: .half())", torch.jit.script(copy.deepcopy(predictor)).half(),
-                                  standin.build_standin_rcnn("dict", depth, torch.float16, seed=args.seed))):
+                                  standin.build_standin_rcnn("dict", depth, torch.float16, seed=args.seed,
+                                                             score_threshold=min_score))):
             problems = compare_layouts(ref.state_dict(), mine.state_dict())
             status = "ok" if not problems else f"{len(problems)} MISMATCHES"
             print(f"state dict {label}: {len(ref.state_dict())} keys in the repository's export, "
@@ -166,15 +190,25 @@ def main() -> int:
                 print(f"  {problem}")
             all_ok &= not problems
         rows: list = []
-        for name, image in test_images().items():
+        images = test_images()
+        if args.video is not None:
+            images.update(video_frames(args.video))
+        instances = 0
+        for name, image in images.items():
             start = time.perf_counter()
             expected = reference(image, True)
             got = standin_file(image, True)
             seconds = time.perf_counter() - start
             all_ok &= compare_outputs(f"{name} ({seconds:.1f} s)", expected, got, rows)
+            instances += int(expected["pred_boxes"].shape[0])
         widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
         for row in rows:
             print("  " + "  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)))
+        if instances == 0:  # equal empty outputs say nothing of the heads: that is no check of them
+            print("  no image gave a detection: the heads' outputs were not compared (pass --video with people)")
+            all_ok = False
+        else:
+            print(f"  {instances} detections compared")
     print("\nNot checked here: the tuple style. The hub files (LayerNorm/DensePose-TorchScript-with-hint-image) are "
           "upstream detectron2's TracingAdapter around GeneralizedRCNN, traced; this repository vendors a scripted "
           "DefaultPredictor, so the tuple style's upstream behaviour (no resize, RPN and box clips to the image's "
