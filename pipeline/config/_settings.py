@@ -50,6 +50,7 @@ def _int_in(lo: int, hi: int, parity: str | None = None, why: str = "") -> Calla
             raise ConfigError(f"{number} is {'odd' if number % 2 else 'even'}: it must be {parity}{why}")
         return number
     parse.allowed = allowed
+    parse.bounds = (lo, hi)  # for widgets (the ComfyUI node's INT inputs)
     return parse
 
 
