@@ -325,6 +325,8 @@ def video_node_class():
                 inputs=[io.Video.Input("video", tooltip="The video, e.g. from Load Video (streamed from its file).")]
                 + [_input(io, spec) for spec in widget_specs(models)],
                 outputs=[io.Video.Output(tooltip="The hint video (in ComfyUI's temp folder; Save Video keeps it).")],
+                # it shows its video, as a preview node does: it runs (and previews) with nothing connected too
+                is_output_node=True,
             )
 
         @classmethod

@@ -92,6 +92,7 @@ def test_the_schema_offers_the_clis_options_from_the_settings_table(comfy):
     assert list(inputs) == ["video", "model", "preset", "cmap", "resolution", "size", "fit", "fps", "smooth", "half",
                             "lossless", "skip_frames", "every_nth", "max_frames"]
     assert inputs["video"].io_type == "VIDEO" and [o.io_type for o in schema.outputs] == ["VIDEO"]
+    assert schema.is_output_node is True  # previews its video even with nothing connected
     assert inputs["model"].options["options"] == [R50, "densepose_r101_fpn_dl.torchscript"]
     assert inputs["preset"].options["options"] == ["none", "civitai", "magicanimate"]
     assert inputs["cmap"].options["options"] == list(SETTINGS_BY_NAME["cmap"].choices)
