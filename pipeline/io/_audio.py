@@ -79,14 +79,16 @@ def _mux(video_path: Path, source_path: Path, out_path: Path, suffix: str, start
                     packet.stream = video_out
                     out.mux(packet)
                 return False
-            # audio time that the output's first frame shows: the source's first video frame plus start
+            # audio time that the output's first frame shows: the source's first video frame plus start. Audio
+            # before it goes with no frame; and an AAC encoder's priming packet (at a negative time) would
+            # make the Matroska muxer shift every timestamp, the video's too, to keep them non-negative
             video_start = _stream_start(source.streams.video[0]) if source.streams.video else 0.0
             cut = video_start + start
             shift = start  # the source's audio at cut plays with the output's first frame
             copy = not is_mp4 or audio_in.codec_context.name in _MP4_AUDIO
             if copy:
                 audio_out = out.add_stream_from_template(audio_in)
-                audio = _copied_audio(source, audio_in, audio_out, cut if start > 0 else None, shift, end)
+                audio = _copied_audio(source, audio_in, audio_out, cut, shift, end)
             else:
                 rate = audio_in.codec_context.sample_rate or 48000
                 # by channel count (a source may have an unnamed order, "1 channels", that AAC refuses); more
@@ -95,7 +97,7 @@ def _mux(video_path: Path, source_path: Path, out_path: Path, suffix: str, start
                 audio_out = out.add_stream("aac", rate=rate, layout=layout)
                 audio_out.format = "fltp"  # FFmpeg's AAC encoder takes only planar float; PyAV converts to it
                 audio_out.codec_context.time_base = Fraction(1, rate)  # it opens before the muxer sets one
-                audio = _encoded_audio(source, audio_in, audio_out, cut if start > 0 else None, shift, end)
+                audio = _encoded_audio(source, audio_in, audio_out, cut, shift, end)
             videos = ((float(p.pts * p.time_base) if p.pts is not None else 0.0, p) for p in _packets(hint, video_in))
             for packet in _by_time(videos, audio, video_out):
                 out.mux(packet)
@@ -121,12 +123,12 @@ def _packets(container, stream) -> Iterator[av.Packet]:
             yield packet
 
 
-def _copied_audio(source, stream_in, stream_out, cut: float | None, shift: float, end: float
+def _copied_audio(source, stream_in, stream_out, cut: float, shift: float, end: float
                   ) -> Iterator[tuple[float, av.Packet]]:
     ticks = round(shift / stream_in.time_base)
     for packet in _packets(source, stream_in):
         seconds = float(packet.pts * stream_in.time_base) if packet.pts is not None else None
-        if seconds is None or (cut is not None and seconds < cut):
+        if seconds is None or seconds < cut:
             continue
         if seconds - shift >= end:
             return
@@ -136,13 +138,13 @@ def _copied_audio(source, stream_in, stream_out, cut: float | None, shift: float
         yield seconds - shift, packet
 
 
-def _encoded_audio(source, stream_in, stream_out, cut: float | None, shift: float, end: float
+def _encoded_audio(source, stream_in, stream_out, cut: float, shift: float, end: float
                    ) -> Iterator[tuple[float, av.Packet]]:
     rate = stream_out.codec_context.sample_rate
     next_pts = None  # in samples: the decoded audio goes on without gaps from the first frame kept
     for frame in source.decode(stream_in):
         seconds = float(frame.pts * frame.time_base) if frame.pts is not None else None
-        if seconds is None or (cut is not None and seconds < cut):
+        if seconds is None or seconds < cut:
             continue
         if seconds - shift >= end:
             break

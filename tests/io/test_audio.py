@@ -66,3 +66,17 @@ def test_an_existing_output_is_refused_and_kept(tmp_path, source):
         mux_audio(hint, source, tmp_path / "out.mkv")
     assert (tmp_path / "out.mkv").read_bytes() == b"mine"
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial left
+
+
+def test_an_aac_priming_packet_does_not_shift_a_matroska_hint(tmp_path):
+    # AAC starts with a priming packet at a negative time; Matroska cannot store one and its muxer would move
+    # every timestamp, the video's too, later by it: the audio starts with the video's first frame instead
+    source = make_clip_with_audio(tmp_path / "source.mp4", synthetic_frames(10, 48, 64, seed=2), audio_codec="aac")
+    with av.open(str(source)) as container:
+        first = next(p for p in container.demux(container.streams.audio[0]) if p.dts is not None)
+        assert first.pts < 0  # the case: PyAV's AAC in MP4, as most phones' and cameras' files
+    hint = make_clip(tmp_path / "hint.mkv", synthetic_frames(10, 48, 64, seed=9))
+    assert mux_audio(hint, source, tmp_path / "out.mkv") is True
+    assert decode_all(tmp_path / "out.mkv")[1] == pytest.approx([i / 25 for i in range(10)])
+    codec, first_seconds, _ = _audio(tmp_path / "out.mkv")
+    assert codec == "aac" and first_seconds >= 0
