@@ -34,7 +34,7 @@ import torch
 from ..config import DEFAULT_FIT, DEFAULT_RESOLUTION, FITS, SETTINGS_BY_NAME, EncodeConfig, list_presets, load_preset
 from ..core import ConfigError, InputError
 from ..engine import DensePoseEstimator, Trim, encode_video, render_frames, windowed_count
-from ..io import has_audio, mux_audio, probe_video
+from ..io import mux_audio, probe_video
 from ..models import resolve_model_path
 from ._model_folders import HUB_FILES, model_choices, resolve_model
 from ._node import ACTIVATION_BYTES_PER_PIXEL, NODE_BATCH_SIZE, _device, _NodeFrames, comfyui, resident_models
@@ -243,7 +243,7 @@ def encode_file(source: Path, out_dir: Path, config: EncodeConfig, comfy, trim: 
                               on_written=progress.on_written if progress else None)
         if progress:
             progress.finish()
-        if info.has_audio and has_audio(source):
+        if info.has_audio:
             mux_audio(video_only, source, output, start=result.source_start)
         else:
             os.replace(video_only, output)
