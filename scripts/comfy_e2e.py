@@ -23,6 +23,8 @@ The VIDEO node (DensevidDensePoseVideo):
              websocket messages) seen
   save       LoadVideo -> the VIDEO node (H.264) -> SaveVideo: the saved file's frames against `densevid encode`
              (same settings, H.264), its audio, and the example workflow's node types present in /object_info
+  workflows  every example_workflows/*.json, converted to an API prompt as the frontend does (LoadVideo reading
+             --clip), queued: how each ended and what it output
   vinterrupt POST /interrupt after AFTER progress messages of the VIDEO node: frames and seconds until it ended,
              and no hint file left in temp/
   rss        peak RSS of the ComfyUI process (--pid; sampled every 20 ms) while LoadVideo -> the VIDEO node ->
@@ -221,6 +223,41 @@ async def step_free(client, args):
     report["rss_mib_after_free"] = round(process.memory_info().rss / mib)
     report["probe_after_free"] = await probe(client, "after POST /free")
     print(json.dumps(report))
+
+def api_prompt(workflow: dict, object_info: dict, clip: str) -> dict:
+    """A saved (UI) workflow as the API prompt ComfyUI's frontend would queue: each node's widget values go to
+    its widget inputs in /object_info's order (required, then optional; inputs fed by a link have no value
+    there), an upload button's extra value is dropped; LoadVideo reads ``clip``."""
+    links = {link[0]: link for link in workflow["links"]}
+    prompt = {}
+    for node in workflow["nodes"]:
+        info = object_info[node["type"]]["input"]
+        linked = {slot["name"]: slot["link"] for slot in node.get("inputs", []) if slot.get("link") is not None}
+        inputs = {}
+        values = iter(node.get("widgets_values", []))
+        for name, spec in {**info.get("required", {}), **info.get("optional", {})}.items():
+            if name in linked:
+                link = links[linked[name]]
+                inputs[name] = [str(link[1]), link[2]]
+            elif isinstance(spec[0], list) or spec[0] in ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"):
+                inputs[name] = next(values)
+        if node["type"] == "LoadVideo":
+            inputs["file"] = clip
+        prompt[str(node["id"])] = {"class_type": node["type"], "inputs": inputs}
+    return prompt
+
+
+async def step_workflows(client, args):
+    object_info = await client.get("/object_info")
+    for path in sorted((Path(__file__).parents[1] / "example_workflows").glob("*.json")):
+        prompt = api_prompt(json.loads(path.read_text()), object_info, args.clip)
+        prompt_id = await client.queue(prompt)
+        events = await client.events(prompt_id)
+        history = await client.history(prompt_id)
+        outputs = {node: sorted(entry) for node, entry in history.get("outputs", {}).items()}
+        print(json.dumps({"step": "workflows", "workflow": path.name, "ended": ending(events)[1],
+                          "message": ending(events)[2], "outputs": outputs}))
+
 
 # --- the VIDEO node ------------------------------------------------------------------------------------
 
@@ -449,7 +486,7 @@ async def step_rss(client, args):
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("step", choices=["info", "missing", "parity", "interrupt", "free", "clip", "video", "save",
-                                         "vinterrupt", "rss"])
+                                         "vinterrupt", "rss", "workflows"])
     parser.add_argument("--url", default="http://127.0.0.1:8188")
     parser.add_argument("--comfyui", default="ComfyUI", help="ComfyUI's folder (its input/, output/, models/)")
     parser.add_argument("--model", default="densepose_r50_fpn_dl.torchscript")

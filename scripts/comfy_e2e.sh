@@ -58,6 +58,7 @@ start
 "${E2E[@]}" clip --clip densevid_e2e.mp4 --seconds 2 --size 640x360
 "${E2E[@]}" video --clip densevid_e2e.mp4 --resolution 256 --model-file "$R50"
 "${E2E[@]}" save --clip densevid_e2e.mp4 --resolution 256 --model-file "$R50"
+"${E2E[@]}" workflows --clip densevid_e2e.mp4
 "${E2E[@]}" clip --clip densevid_e2e_long.mp4 --seconds 10 --size 640x360
 "${E2E[@]}" vinterrupt --clip densevid_e2e_long.mp4 --model densepose_r101_fpn_dl.torchscript --resolution 256 \
   --after 3
