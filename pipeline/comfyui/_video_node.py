@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,6 @@ class WidgetSpec:
     min: int | None = None
     max: int | None = None
     step: int | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def _tooltip(name: str, prefix: str = "") -> str:
