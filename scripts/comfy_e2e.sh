@@ -1,8 +1,11 @@
 #!/bin/bash
-# The ComfyUI node end to end in a real ComfyUI (CPU): starts ComfyUI twice (without weights, then with
+# The ComfyUI nodes end to end in a real ComfyUI (CPU): starts ComfyUI (without weights, then with
 # stand-ins in models/densepose) and runs every step of scripts/comfy_e2e.py; one JSON line per step.
+# The IMAGE drop-in first, then the VIDEO node on synthetic clips it writes into COMFYUI_DIR/input.
 #
 #   bash scripts/comfy_e2e.sh COMFYUI_DIR COMFYUI_PYTHON
+#   DENSEVID_E2E_RSS=1 bash scripts/comfy_e2e.sh ...   also peak RSS, 20 s and 60 s of 1080p (VIDEO node),
+#                                                       and the IMAGE path on shorter 1080p clips
 #
 # COMFYUI_DIR/custom_nodes/densevid must be this checkout (a clone or a symlink), and
 # COMFYUI_DIR/input must hold the two frames scripts/comfy_e2e.py loads (IMAGES there).
@@ -49,4 +52,27 @@ start
 "${E2E[@]}" interrupt --model densepose_r101_fpn_dl.torchscript --after 3
 "${E2E[@]}" free --model densepose_r101_fpn_dl.torchscript --pid "$(cat "$WORK/comfy.pid")"
 stop
+echo "== the VIDEO node: LoadVideo -> DensePose Video (-> SaveVideo), against densevid encode of the same file"
+R50="$C/models/densepose/densepose_r50_fpn_dl.torchscript"
+start
+"${E2E[@]}" clip --clip densevid_e2e.mp4 --seconds 2 --size 640x360
+"${E2E[@]}" video --clip densevid_e2e.mp4 --resolution 256 --model-file "$R50"
+"${E2E[@]}" save --clip densevid_e2e.mp4 --resolution 256 --model-file "$R50"
+"${E2E[@]}" workflows --clip densevid_e2e.mp4
+"${E2E[@]}" clip --clip densevid_e2e_long.mp4 --seconds 10 --size 640x360
+"${E2E[@]}" vinterrupt --clip densevid_e2e_long.mp4 --model densepose_r101_fpn_dl.torchscript --resolution 256 \
+  --after 3
+stop
+if [ "${DENSEVID_E2E_RSS:-0}" = 1 ]; then
+  echo "== peak RSS of ComfyUI (a fresh start per run): the VIDEO node at 20 s and 60 s of 1080p, the IMAGE path"
+  # an IMAGE batch of 1080p is 24.9 MB a frame (float32), twice that while GetVideoComponents stacks it:
+  # the IMAGE path runs on clips short enough for this machine's memory
+  for spec in "video 20" "video 60" "image 2" "image 4"; do
+    set -- $spec
+    start
+    "${E2E[@]}" clip --clip "densevid_rss_$2s.mp4" --seconds "$2" --size 1920x1080 >/dev/null
+    "${E2E[@]}" rss --clip "densevid_rss_$2s.mp4" --path "$1" --pid "$(cat "$WORK/comfy.pid")"
+    stop
+  done
+fi
 grep -a "densevid" "$WORK/comfy.log" | tail -8

@@ -50,6 +50,7 @@ def _int_in(lo: int, hi: int, parity: str | None = None, why: str = "") -> Calla
             raise ConfigError(f"{number} is {'odd' if number % 2 else 'even'}: it must be {parity}{why}")
         return number
     parse.allowed = allowed
+    parse.bounds = (lo, hi)  # for widgets (the ComfyUI node's INT inputs)
     return parse
 
 
@@ -172,6 +173,8 @@ MIN_SIZE, MAX_SIZE = 64, 4096
 MAX_BATCH_SIZE = 256
 MAX_SMOOTH = 255
 MAX_WORKERS = 64
+MAX_FRAMES = 10**9  # a frame index or count (a day at 10,000 frames/s fits)
+MAX_EVERY_NTH = 1000
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("model", "r50", _text, metavar="NAME|PATH", output=True,
@@ -221,6 +224,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("smooth", 1, _int_in(1, MAX_SMOOTH, "odd", " (the window is centred; 1 = off)"), metavar="K", output=True,
             help="Per-pixel temporal majority vote of part labels over K frames (odd, centred; 1 = off, the "
                  "node's exact output)."),
+    # the frame window: which source frames are encoded, before --fps resamples them
+    Setting("skip_frames", 0, _int_in(0, MAX_FRAMES), metavar="N", output=True,
+            help="Skip the first N frames of the source; the output starts with frame N, at time 0."),
+    Setting("every_nth", 1, _int_in(1, MAX_EVERY_NTH), metavar="K", output=True,
+            help="Keep every K-th frame (after --skip-frames); each kept frame lasts until the next kept one, "
+                 "so the video keeps its length and speed at 1/K of the frame rate."),
+    Setting("max_frames", None, _int_in(1, MAX_FRAMES), metavar="M", output=True,
+            help="Encode at most M frames (counted after --skip-frames and --every-nth). Default: all."),
     # extra outputs (paths: not preset keys; with several inputs they name directories)
     Setting("frames_dir", None, _path, metavar="DIR", preset=False,
             help="Also write the hint frames as numbered lossless PNGs DIR/000000.png ..."),
@@ -231,6 +242,7 @@ SETTINGS: tuple[Setting, ...] = (
                  "compressed .npz (numpy.load)."),
 )
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}
+WINDOW_SETTINGS = ("skip_frames", "every_nth", "max_frames")  # which source frames are encoded
 PRESET_KEYS = ("description",) + tuple(s.name for s in SETTINGS if s.preset)
 # the CLI spells three outputs differently from their field names
 FLAG_NAMES = {"frames_dir": "--frames", "preview_path": "--preview", "iuv_path": "--iuv"}
@@ -263,6 +275,9 @@ class EncodeConfig:
     crop_box: tuple[int, int, int, int] | None = None
     fps: Fraction | None = None
     smooth: int = 1
+    skip_frames: int = 0
+    every_nth: int = 1
+    max_frames: int | None = None
     frames_dir: Path | None = None
     preview_path: Path | None = None
     iuv_path: Path | None = None

@@ -8,6 +8,8 @@ import queue
 import time
 from typing import Callable
 
+import numpy as np
+
 from ._post import QUEUE_DEPTH
 from ._threads import RunState, StageThread, Stopped, get, put
 
@@ -15,13 +17,16 @@ from ._threads import RunState, StageThread, Stopped, get, put
 class Encoder:
     """Feeds the sinks in its own thread; at most ``QUEUE_DEPTH`` batches wait for it.
 
-    ``progress(n)`` is called in the encode thread after every batch of n frames written.
+    ``progress(n)`` is called in the encode thread after every batch of n frames written, and
+    ``on_written(hints)`` with that batch's hints (uint8 [B, h, w, 3], repeats included).
     """
 
-    def __init__(self, state: RunState, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, state: RunState, progress: Callable[[int], None] | None,
+                 on_written: Callable[[np.ndarray], None] | None = None) -> None:
         self.state = state
         self.stop = state.stop
         self.progress = progress
+        self.on_written = on_written
         self.queue: queue.Queue = queue.Queue(maxsize=QUEUE_DEPTH)
         self.frames_written = 0
         self.seconds = 0.0
@@ -57,5 +62,7 @@ class Encoder:
                 sinks.write(batch)
             self.seconds += time.perf_counter() - t0
             self.frames_written += len(batch.pts)
+            if self.on_written and batch.pts:
+                self.on_written(batch.hints)
             if self.progress:
                 self.progress(len(item.out_pts))

@@ -32,6 +32,7 @@ from ._estimator import DensePoseEstimator
 from ._framing import FramePlan, plan_framing
 from ._pipeline import Pipeline, RunSpec
 from ._source import SourceFrame, video_frames
+from ._window import Trim, WindowStart, windowed_count
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class EncodeResult:
     warnings: tuple[str, ...] = ()
     workers: int = 1
     engine: str = "torchscript"  # what ran the model: "native" or "torchscript" (models.choose_engine)
+    # where the output starts in the input: seconds after its first frame (the frame window moves it)
+    source_start: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,10 @@ class EncodeJob:
 
     @property
     def fps_hint(self) -> Fraction | None:
-        return self.config.fps if self.config.fps is not None else self.info.fps
+        """The output's nominal rate: --fps, else the input's (over --every-nth)."""
+        if self.config.fps is not None:
+            return self.config.fps
+        return self.info.fps / self.config.every_nth if self.info.fps else None
 
 
 def frame_plan(height: int, width: int, config: EncodeConfig) -> FramePlan:
@@ -89,28 +95,39 @@ def prepare_job(input_path: str | Path, output_path: str | Path | None, config: 
 
 def encode_video(input_path: str | Path, output_path: str | Path | None, estimator: DensePoseEstimator,
                  progress: Callable[[int], None] | None = None, info: VideoInfo | None = None,
-                 config: EncodeConfig | None = None) -> EncodeResult:
+                 config: EncodeConfig | None = None, *, trim: Trim | None = None,
+                 cancel_check: Callable[[], None] | None = None,
+                 on_written: Callable[[np.ndarray], None] | None = None) -> EncodeResult:
     """Render the hint video of ``input_path`` into ``output_path`` (default: beside the input).
 
     ``config``: the settings of this call (colormap, resolution, outputs, framing, fps, smoothing,
     batch size, workers ...), default the estimator's. The estimator contributes only its loaded
     model (model, device, precision), so a batch shares one estimator across inputs with their own
     configs. ``progress(n)`` is called (in the encode thread) after every n frames written.
+    ``trim``: encode only this time window of the input (before the config's frame window).
+    ``cancel_check()``: called in the caller's thread between frames and while waiting for one; whatever
+    it raises stops the run (no output is left) and propagates. ``on_written(hints)``: called in the
+    encode thread with each batch of hints (uint8 [B, h, w, 3]) once written; it must not keep them.
     """
     config = config if config is not None else estimator.config
-    return encode_job(prepare_job(input_path, output_path, config, info), estimator, progress)
+    return encode_job(prepare_job(input_path, output_path, config, info), estimator, progress, trim=trim,
+                      cancel_check=cancel_check, on_written=on_written)
 
 
-def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable[[int], None] | None = None
-               ) -> EncodeResult:
+def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable[[int], None] | None = None, *,
+               trim: Trim | None = None, cancel_check: Callable[[], None] | None = None,
+               on_written: Callable[[np.ndarray], None] | None = None) -> EncodeResult:
     """Run a prepared job with a loaded model (see ``encode_video``)."""
     started = time.perf_counter()
     warnings: list[str] = []
+    start = WindowStart()
+    frame_count = windowed_count(job.info.frame_count, job.config) if trim is None else None
     spec = RunSpec(estimator.with_config(job.config), job.config, job.plan, RunSpec.mode_for(job.config, job.plan),
                    want_preview=job.targets.preview is not None,
-                   frame_count=job.info.frame_count if job.config.fps is None else None)
-    pipeline = Pipeline(spec, lambda: video_frames(job.input_path, job.info, job.config, warnings))
-    encoder = Encoder(pipeline.state, progress)
+                   frame_count=frame_count if job.config.fps is None else None)
+    pipeline = Pipeline(spec, lambda: video_frames(job.input_path, job.info, job.config, warnings, trim, start),
+                        cancel_check=cancel_check)
+    encoder = Encoder(pipeline.state, progress, on_written)
     # stored with every output, for resume: this run's settings and the loaded model's file
     model = estimator.model
     fingerprint = make_fingerprint(job.input_path, job.config, model.path, half_applies(job.config.device,
@@ -121,7 +138,7 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
         encoder.run(pipeline.batches(), sinks)
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,
                         {**pipeline.timings, "encode": encoder.seconds}, tuple(warnings),
-                        pipeline.workers.plan.workers, model.engine)
+                        pipeline.workers.plan.workers, model.engine, start.seconds)
 
 
 def render_frames(estimator: DensePoseEstimator, frames_rgb: Iterable, config: EncodeConfig | None = None, *,

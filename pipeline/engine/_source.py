@@ -21,16 +21,20 @@ from ._fps import resample
 from ._framing import FramePlan
 from ._preprocess import resize_and_pad
 from ._threads import RunState, acquire, put
+from ._window import Trim, WindowStart, window_batches
 from ._workers import END, PreparedFrame
 
 # (uint8 RGB frame [H, W, 3], the output pts that show it: none, one or several with --fps)
 SourceFrame = tuple[np.ndarray, tuple[int, ...]]
 
 
-def video_frames(path, info: VideoInfo, config, warnings: list[str]) -> Iterator[SourceFrame]:
-    """The input's frames that are shown (--fps drops the others), each with the output pts showing it;
-    one-line warnings about the input (e.g. a truncated file) are appended to ``warnings``."""
+def video_frames(path, info: VideoInfo, config, warnings: list[str], trim: Trim | None = None,
+                 start_out: WindowStart | None = None) -> Iterator[SourceFrame]:
+    """The input's frames that are shown (the frame window and ``trim`` choose them, --fps drops more),
+    each with the output pts showing it; one-line warnings about the input (e.g. a truncated file) are
+    appended to ``warnings``."""
     batches = iter_frame_batches(path, batch_size=config.batch_size, warnings_out=warnings)
+    batches = window_batches(batches, config, trim, start_out)
     for batch, out_pts in kept_batches(batches, info, config):
         yield from zip(batch.frames_rgb.numpy(), out_pts)
 

@@ -6,7 +6,8 @@ Offers: decoding (``probe_video`` → ``VideoInfo``, ``iter_frame_batches`` → 
 ``Partial`` (a locked hidden file, fsync, rename, fsync of the directory) with ``remove_stale_partials``
 for what a killed run left; the sinks (``OutputTargets``, ``check_targets``, ``open_sinks``,
 ``OutputBatch``); output names (``output_name``, ``default_output_path``, ``OUTPUT_MARK``); fingerprints
-(``make_fingerprint``, ``stored_fingerprint``, ``mismatch``); small checks
+(``make_fingerprint``, ``stored_fingerprint``, ``mismatch``); the source's audio into a hint video
+(``mux_audio``, ``has_audio``); small checks
 (``same_file``, ``exists_message``, ``check_output_dir``).
 May import: ``core``, ``config``. Never ``models``, ``engine`` or anything above.
 """
@@ -29,6 +30,7 @@ _EXPORTS = {
     "make_fingerprint": "._fingerprint", "stored_fingerprint": "._fingerprint", "mismatch": "._fingerprint",
     "input_identity": "._fingerprint", "model_identity": "._fingerprint",
     "effective_settings": "._fingerprint", "FORMAT_VERSION": "._fingerprint",
+    "mux_audio": "._audio", "has_audio": "._audio",
 }
 __all__ = sorted(_EXPORTS)
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -110,6 +110,15 @@ class VideoInfo:
     has_audio: bool = False  # the file has an audio stream (densevid's outputs carry none)
     # of the stored pixels; frames are resampled to square pixels, so width/height are the display size
     sample_aspect_ratio: Fraction = Fraction(1)
+    duration: float | None = None  # seconds, from the stream's header, else the container's; None when unknown
+
+    @property
+    def estimated_frames(self) -> int | None:
+        """The header's frame count, else duration x average rate (e.g. Matroska has no count): for progress
+        bars, never for deciding what to encode."""
+        if self.frame_count is not None or self.duration is None or not self.fps:
+            return self.frame_count
+        return max(1, round(self.duration * self.fps))
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -413,7 +422,14 @@ def probe_video(path: str | os.PathLike, stream_index: int | None = None) -> Vid
             time_base=Fraction(tb), rotation=_rotation_of(first), codec=stream.codec_context.name,
             pix_fmt=first.format.name if first.format else None, is_image=is_image,
             stream_index=stream.index, has_audio=bool(container.streams.audio), sample_aspect_ratio=sar,
+            duration=_duration(container, stream),
         )
+
+
+def _duration(container, stream) -> float | None:
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration is not None else None
 
 
 def iter_frame_batches(

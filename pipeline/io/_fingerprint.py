@@ -42,7 +42,7 @@ import os
 from fractions import Fraction
 from pathlib import Path
 
-from ..config import SETTINGS, SETTINGS_BY_NAME, EncodeConfig, flag_of
+from ..config import SETTINGS, SETTINGS_BY_NAME, WINDOW_SETTINGS, EncodeConfig, flag_of
 from ..core import file_sha256
 from ._naming import FINGERPRINT_TAG
 
@@ -87,6 +87,11 @@ def effective_settings(config: EncodeConfig, half_applies: bool | None = None) -
     settings["half"] = config.half and (half_applies if half_applies is not None else config.device != "cpu")
     settings["resolution"] = config.framing_resolution
     settings["fit"] = config.effective_fit
+    # the frame window is recorded only where it narrows the input, so outputs made before it existed
+    # (which encode every frame) still match a run that encodes every frame
+    for name in WINDOW_SETTINGS:
+        if settings[name] == SETTINGS_BY_NAME[name].default:
+            del settings[name]
     return settings
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from densevid.pipeline.batch import expected_fingerprint
 from densevid.pipeline.cli import main
-from densevid.pipeline.config import SETTINGS, EncodeConfig
+from densevid.pipeline.config import SETTINGS, WINDOW_SETTINGS, EncodeConfig
 from densevid.pipeline.io import _fingerprint, mismatch, read_png_text, stored_fingerprint
 from support.clips import make_clip, make_image, synthetic_frames
 from support.helpers import decode_all, run_cli
@@ -67,8 +67,8 @@ def test_every_output_carries_the_fingerprint_of_its_run(tmp_path, clip, standin
     model_bytes = Path(standin_models["tuple"]).read_bytes()
     assert data["model"] == {"file": Path(standin_models["tuple"]).name, "size": len(model_bytes),
                              "sha256": hashlib.sha256(model_bytes).hexdigest()}
-    # every setting that changes an output, with its effective value
-    assert set(data["settings"]) == {s.name for s in SETTINGS if s.output} - {"model"}
+    # every setting that changes an output, with its effective value (the frame window only where it narrows)
+    assert set(data["settings"]) == {s.name for s in SETTINGS if s.output} - {"model"} - set(WINDOW_SETTINGS)
     assert data["settings"] == {"cmap": "viridis", "resolution": 64, "half": False, "lossless": True, "size": None,
                                 "fit": None, "crop_box": None, "fps": None, "smooth": 1}
 

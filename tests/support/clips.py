@@ -165,3 +165,44 @@ def make_audio_only(path: str | Path, seconds: float = 0.5, codec: str = "aac", 
 
         _encode_and_mux(container, stream, audio_frames())
     return path
+
+
+def make_clip_with_audio(path: str | Path, frames_rgb: Sequence[np.ndarray] | np.ndarray, fps: int = 25,
+                         audio_codec: str = "pcm_s16le", rate: int = 16000, chunk: int = 320,
+                         video_codec: str | None = None) -> Path:
+    """A constant-rate video (FFV1 in .mkv, H.264 in .mp4/.mov unless ``video_codec`` says) with a mono audio
+    track as long as it: a staircase, each frame's span of samples at 1000 * (frame index + 1) (s16), so
+    where the audio of a cut output starts is readable from its first sample. Audio packets are ``chunk``
+    samples (the default is 20 ms at 16 kHz: a packet edge at every frame edge of 25 frames/s)."""
+    path = Path(path)
+    frames = [np.ascontiguousarray(f) for f in frames_rgb]
+    fmt = _FORMAT_BY_SUFFIX.get(path.suffix.lower())
+    video_codec = video_codec or ("ffv1" if fmt == "matroska" else "libx264")
+    per_frame = rate // fps
+    staircase = np.repeat((1000 * np.arange(1, len(frames) + 1)).astype(np.int16), per_frame)[None]
+    with av.open(str(path), mode="w", format=fmt) as container:
+        video = container.add_stream(video_codec, rate=fps)
+        video.width, video.height = frames[0].shape[1], frames[0].shape[0]
+        video.pix_fmt = _DEFAULT_PIX_FMT.get(video_codec, "yuv420p")
+        audio = container.add_stream(audio_codec, rate=rate, layout="mono")
+        sample_fmt = audio.codec_context.format.name
+        samples = staircase if sample_fmt.startswith("s16") else (staircase / 32768.0).astype(np.float32)
+        audio_frames = []
+        for i in range(0, samples.shape[1], chunk):
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, i:i + chunk]),
+                                               format="s16" if sample_fmt.startswith("s16") else "flt", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = rate, i, Fraction(1, rate)
+            audio_frames.append(frame)
+        for i, img in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            frame.time_base = Fraction(1, fps)
+            for packet in video.encode(frame):
+                container.mux(packet)
+            for audio_frame in audio_frames[i * per_frame // chunk:(i + 1) * per_frame // chunk]:
+                for packet in audio.encode(audio_frame):
+                    container.mux(packet)
+        for stream in (video, audio):
+            for packet in stream.encode(None):
+                container.mux(packet)
+    return path

@@ -8,18 +8,29 @@
   again; free_memory / unload_all_models unload with ``detach(True)``, walking the list by index);
 * ``comfy.model_patcher.ModelPatcher``: the constructor and model_size;
 * ``comfy.utils.ProgressBar``: update() calls the hook, which (as ComfyUI's main.py hook does) raises when an
-  interrupt is pending, and records every update.
+  interrupt is pending, and records every update (and every preview);
+* ``comfy_api.latest`` (``install(..., api=True)``): the parts of the V3 API the VIDEO node uses, as ComfyUI
+  0.3.64 has them: ``io.ComfyNode``, ``io.Schema``, the inputs (``Video``, ``Combo``, ``Int``, ``Boolean``,
+  ``String``) recording their arguments, ``io.NodeOutput``, ``io.FolderType``, ``ui.PreviewVideo``,
+  ``ui.SavedResult``, ``InputImpl.VideoFromFile`` (a path or a BytesIO; ``get_components`` decodes every frame
+  as ComfyUI's does), ``InputImpl.VideoFromComponents``, ``Types.VideoComponents``.
 
 ``install(monkeypatch, base)`` puts them in sys.modules with ``base`` as ComfyUI's folder.
 """
 
 from __future__ import annotations
 
+import enum
+import io as _bytes_io
 import os
 import sys
 import types
 import weakref
+from dataclasses import dataclass
+from fractions import Fraction
 
+import av
+import numpy as np
 import torch
 
 
@@ -69,6 +80,14 @@ def make_folder_paths(base) -> types.ModuleType:
                 return full_path
         return None
 
+    def get_temp_directory():
+        return os.path.join(str(base), "temp")
+
+    def get_output_directory():
+        return os.path.join(str(base), "output")
+
+    fp.get_temp_directory = get_temp_directory
+    fp.get_output_directory = get_output_directory
     fp.add_model_folder_path = add_model_folder_path
     fp.get_folder_paths = get_folder_paths
     fp.get_filename_list = get_filename_list
@@ -214,6 +233,7 @@ def make_model_patcher() -> types.ModuleType:
 def make_utils(model_management) -> types.ModuleType:
     utils = types.ModuleType("comfy.utils")
     utils.progress = []  # (value, total) of every update, as the websocket's "progress" messages
+    utils.previews = []  # (value, preview) of every update that carried a preview
 
     class ProgressBar:
         def __init__(self, total, node_id=None):
@@ -225,6 +245,8 @@ def make_utils(model_management) -> types.ModuleType:
             self.current = min(value, self.total)
             model_management.throw_exception_if_processing_interrupted()  # as ComfyUI's hook does
             utils.progress.append((self.current, self.total))
+            if preview is not None:
+                utils.previews.append((self.current, preview))
 
         def update(self, value):
             self.update_absolute(self.current + value)
@@ -233,8 +255,112 @@ def make_utils(model_management) -> types.ModuleType:
     return utils
 
 
-def install(monkeypatch, base, device="cpu") -> types.SimpleNamespace:
-    """Fake ComfyUI rooted at ``base`` in sys.modules (undone by monkeypatch); returns its modules."""
+@dataclass
+class VideoComponents:
+    images: torch.Tensor  # float32 [N, H, W, 3] in [0, 1]
+    audio: dict | None  # {"waveform": [1, C, S], "sample_rate": int}
+    frame_rate: Fraction
+    metadata: dict | None = None
+
+
+class VideoInput:
+    pass
+
+
+class VideoFromFile(VideoInput):
+    def __init__(self, file):
+        self.__file = file
+
+    def get_stream_source(self):
+        if isinstance(self.__file, _bytes_io.BytesIO):
+            self.__file.seek(0)
+        return self.__file
+
+    def get_components(self) -> VideoComponents:
+        with av.open(self.get_stream_source()) as container:
+            images = [torch.from_numpy(f.to_ndarray(format="rgb24")) / 255.0 for f in container.decode(video=0)]
+            stream = container.streams.video[0]
+            rate = Fraction(stream.average_rate) if stream.average_rate else Fraction(1)
+            audio = None
+            if container.streams.audio:
+                container.seek(0)
+                audio_stream = container.streams.audio[0]
+                chunks = [f.to_ndarray() for p in container.demux(audio_stream) for f in p.decode()]
+                audio = {"waveform": torch.from_numpy(np.concatenate(chunks, axis=1)).unsqueeze(0),
+                         "sample_rate": int(audio_stream.sample_rate)}
+        return VideoComponents(torch.stack(images), audio, rate)
+
+
+class VideoFromComponents(VideoInput):
+    def __init__(self, components: VideoComponents):
+        self.components = components
+
+    def get_components(self) -> VideoComponents:
+        return self.components
+
+
+def make_comfy_api() -> types.ModuleType:
+    latest = types.ModuleType("comfy_api.latest")
+    io = types.SimpleNamespace()
+    ui = types.SimpleNamespace()
+
+    class ComfyNode:
+        pass
+
+    class Schema:
+        def __init__(self, **fields):
+            self.__dict__.update(fields)
+
+    def kind(io_type):
+        class Input:
+            def __init__(self, id, **options):
+                self.id, self.io_type, self.options = id, io_type, options
+
+        class Output:
+            def __init__(self, id=None, **options):
+                self.id, self.io_type, self.options = id, io_type, options
+
+        return types.SimpleNamespace(Input=Input, Output=Output, io_type=io_type)
+
+    class NodeOutput:
+        def __init__(self, *args, ui=None, expand=None, block_execution=None):
+            self.args, self.ui = args, ui
+
+        @property
+        def result(self):
+            return self.args if self.args else None
+
+    class FolderType(str, enum.Enum):
+        input = "input"
+        output = "output"
+        temp = "temp"
+
+    class SavedResult(dict):
+        def __init__(self, filename, subfolder, type):
+            super().__init__(filename=filename, subfolder=subfolder, type=type.value)
+
+    class PreviewVideo:
+        def __init__(self, values, **kwargs):
+            self.values = values
+
+        def as_dict(self):
+            return {"images": self.values, "animated": (True,)}
+
+    io.ComfyNode, io.Schema, io.NodeOutput, io.FolderType = ComfyNode, Schema, NodeOutput, FolderType
+    for name, io_type in (("Video", "VIDEO"), ("Combo", "COMBO"), ("Int", "INT"), ("Boolean", "BOOLEAN"),
+                          ("String", "STRING")):
+        setattr(io, name, kind(io_type))
+    ui.SavedResult, ui.PreviewVideo = SavedResult, PreviewVideo
+    latest.io, latest.ui = io, ui
+    latest.InputImpl = types.SimpleNamespace(VideoFromFile=VideoFromFile, VideoFromComponents=VideoFromComponents)
+    latest.Input = types.SimpleNamespace(VideoInput=VideoInput)
+    latest.Types = types.SimpleNamespace(VideoComponents=VideoComponents)
+    return latest
+
+
+def install(monkeypatch, base, device="cpu", api=False) -> types.SimpleNamespace:
+    """Fake ComfyUI rooted at ``base`` in sys.modules (undone by monkeypatch); returns its modules. ``api``:
+    with ``comfy_api.latest`` too (ComfyUI 0.3.64's V3 node API)."""
     folder_paths = make_folder_paths(base)
     model_management = make_model_management(device)
     comfy = types.ModuleType("comfy")
@@ -242,8 +368,16 @@ def install(monkeypatch, base, device="cpu") -> types.SimpleNamespace:
     comfy.model_management = model_management
     comfy.model_patcher = make_model_patcher()
     comfy.utils = make_utils(model_management)
-    for name, module in {"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
-                         "comfy.model_patcher": comfy.model_patcher, "comfy.utils": comfy.utils}.items():
+    modules = {"folder_paths": folder_paths, "comfy": comfy, "comfy.model_management": model_management,
+               "comfy.model_patcher": comfy.model_patcher, "comfy.utils": comfy.utils}
+    latest = None
+    if api:
+        latest = make_comfy_api()
+        comfy_api = types.ModuleType("comfy_api")
+        comfy_api.__path__ = []
+        comfy_api.latest = latest
+        modules.update({"comfy_api": comfy_api, "comfy_api.latest": latest})
+    for name, module in modules.items():
         monkeypatch.setitem(sys.modules, name, module)
     return types.SimpleNamespace(folder_paths=folder_paths, model_management=model_management,
-                                 model_patcher=comfy.model_patcher, utils=comfy.utils, base=base)
+                                 model_patcher=comfy.model_patcher, utils=comfy.utils, base=base, api=latest)
