@@ -1,5 +1,5 @@
 """``python -m densevid.pipeline.cli``: the ``densevid`` command."""
 
-from . import main
+from . import run
 
-main()
+run()

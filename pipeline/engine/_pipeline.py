@@ -13,6 +13,7 @@ failure is re-raised in the caller's thread.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from dataclasses import dataclass
@@ -74,27 +75,53 @@ class Pipeline:
         self.post = PostStages(estimator, spec.plan, spec.mode, spec.config.batch_size, spec.config.smooth,
                                spec.want_preview)
         self._source_thread = StageThread("densevid-source", self.source.run, self.state)
+        self._caller_threads = contextlib.ExitStack()  # the caller's torch thread count during the run
+        self._started = self._closed = False
         self.timings: dict[str, float] = {}
 
+    def start(self) -> None:
+        """Start decoding and the model workers now, so that what the caller does before it takes the batches
+        (hashing the model file for the fingerprint, opening the outputs) overlaps the first model calls.
+        ``batches`` starts them itself when this was not called; a started pipeline must be iterated through
+        ``batches`` or ``close``d."""
+        if self._started:
+            return
+        self._started = True
+        self._caller_threads.enter_context(cpu_threads(self.workers.plan))
+        if self.on_cuda:
+            device = self.spec.estimator.device
+            base = torch.cuda.Event(enable_timing=True)
+            base.record(torch.cuda.current_stream(device))
+            self.workers.busy.start(base)
+        self._source_thread.start()
+        self.workers.start()
+
+    def close(self) -> None:
+        """Stop the stages (each ends after its current frame) and wait for them; the caller's thread count is
+        back as it was. Safe to call more than once, and before ``start``."""
+        if self._started and not self._closed:
+            self.state.stop.set()
+            self._join()
+
+    def _join(self) -> None:
+        self._closed = True
+        try:
+            self._source_thread.join()
+            self.workers.join()
+        finally:
+            self._caller_threads.close()
+
     def batches(self) -> Iterator[HintBatch]:
-        device = self.spec.estimator.device
-        with cpu_threads(self.workers.plan):
-            if self.on_cuda:
-                base = torch.cuda.Event(enable_timing=True)
-                base.record(torch.cuda.current_stream(device))
-                self.workers.busy.start(base)
-            self._source_thread.start()
-            self.workers.start()
-            try:
-                yield from self.post.batches(self.reorder)
-            except Stopped:
-                pass
-            except BaseException:  # also the consumer closing early: the stages end after their current frame
-                self.state.stop.set()
-                raise
-            finally:
-                self._source_thread.join()
-                self.workers.join()
+        self.start()
+        try:
+            yield from self.post.batches(self.reorder)
+        except Stopped:
+            pass
+        except BaseException:  # also the consumer closing early: the stages end after their current frame
+            self.state.stop.set()
+            raise
+        finally:
+            self._join()
         self.state.raise_failure()  # reached on a normal end, or when a stage failed (Stopped)
         self.timings = {"decode": self.source.seconds, "post": self.post.seconds,
                         "model": sum(self.workers.model_seconds), "render": sum(self.workers.render_seconds)}

@@ -128,14 +128,20 @@ def encode_job(job: EncodeJob, estimator: DensePoseEstimator, progress: Callable
     pipeline = Pipeline(spec, lambda: video_frames(job.input_path, job.info, job.config, warnings, trim, start),
                         cancel_check=cancel_check)
     encoder = Encoder(pipeline.state, progress, on_written)
-    # stored with every output, for resume: this run's settings and the loaded model's file
     model = estimator.model
-    fingerprint = make_fingerprint(job.input_path, job.config, model.path, half_applies(job.config.device,
-                                   job.config.half), ran={"device": model.device.type,
-                                                          "precision": dtype_name(model.precision.runs),
-                                                          "engine": model.engine, "batch": model.model_batch})
-    with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint, fingerprint) as sinks:
-        encoder.run(pipeline.batches(), sinks)
+    # the first frames go into the model while the fingerprint (the model file's hash) is made and the
+    # outputs are opened: on a short video that wait is a good part of the run
+    pipeline.start()
+    try:
+        # stored with every output, for resume: this run's settings and the loaded model's file
+        fingerprint = make_fingerprint(job.input_path, job.config, model.path, half_applies(job.config.device,
+                                       job.config.half), ran={"device": model.device.type,
+                                                              "precision": dtype_name(model.precision.runs),
+                                                              "engine": model.engine, "batch": model.model_batch})
+        with open_sinks(job.targets, job.config, job.plan.out_hw, job.time_base, job.fps_hint, fingerprint) as sinks:
+            encoder.run(pipeline.batches(), sinks)
+    finally:
+        pipeline.close()
     return EncodeResult(job.input_path, job.targets.hint, encoder.frames_written, time.perf_counter() - started,
                         {**pipeline.timings, "encode": encoder.seconds}, tuple(warnings),
                         pipeline.workers.plan.workers, model.engine, start.seconds)
