@@ -73,7 +73,7 @@ def encode_child(argv: list[str]) -> None:
         return result
 
     engine.encode_job = spy  # the batch runner imports it from the engine package when called
-    from densevid.pipeline.cli import main
+    from densevid.pipeline.cli import exit_process, main
 
     try:
         main(["encode", *argv], standalone_mode=False)
@@ -86,6 +86,7 @@ def encode_child(argv: list[str]) -> None:
                       "stages": result.stage_seconds if result else {}, "workers": result.workers if result else None,
                       "engine": result.engine if result else None,
                       "maxrss_kb": peak_rss_kb()}))
+    exit_process(0)  # as the densevid command ends (cli.run), so the parent times what a user waits for
 
 
 def peak_rss_kb() -> int:
@@ -100,8 +101,11 @@ def peak_rss_kb() -> int:
 def floor_child(clip: str, out: str) -> None:
     """The I/O floor as a whole process: decode + resize/pad + x264 with densevid's own decoder and
     writer (so torch is imported, as the decoder's batches are tensors), no model, no render."""
+    from densevid.pipeline.cli import exit_process
+
     frames, seconds = run_io_floor(Path(clip), Path(out))
     print(json.dumps({"frames": frames, "seconds": seconds}))
+    exit_process(0)  # ended as the densevid command ends, so both sides of the ratio skip the same teardown
 
 
 def run_child(*args: str) -> tuple[dict, float]:

@@ -1,5 +1,5 @@
 """cli: the ``densevid`` command (``main``, the click group; ``run``, the command as a process: ``main`` and a
-quick exit): ``encode``, ``models download|standin|list``, ``presets``.
+quick exit, ``exit_process``): ``encode``, ``models download|standin|list``, ``presets``.
 
 Thin: each command parses its flags, builds an ``EncodeConfig`` and calls the layer below; errors are
 one line (``densevid: error: ...``) with exit codes 1 (failed), 2 (usage), 130 (interrupted). Importing it
@@ -8,6 +8,6 @@ May import: every package below it.
 """
 
 from . import _encode, _models  # noqa: F401  (they add their commands to main)
-from ._app import main, run
+from ._app import exit_process, main, run
 
-__all__ = ["main", "run"]
+__all__ = ["exit_process", "main", "run"]

@@ -70,6 +70,11 @@ def run() -> None:
         code = 0
     except SystemExit as exit_:
         code = exit_.code
+    exit_process(code)
+
+
+def exit_process(code: int | str | None = 0) -> None:
+    """End this process with ``code`` (as ``sys.exit`` takes it) the way ``run`` does, without the teardown."""
     if not isinstance(code, int):  # sys.exit("message") or sys.exit(None)
         if code is not None:
             print(code, file=sys.stderr)
