@@ -1,4 +1,8 @@
+import atexit
+import os
+import shutil
 import signal
+import tempfile
 
 import pytest
 
@@ -10,6 +14,12 @@ from support.helpers import cuda_available, use_private_hf_home
 # default Ctrl-C handling back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+# densevid's on-disk cache (model hashes) goes to a directory of this run, for the tests and their children
+if not os.environ.get("DENSEVID_CACHE_DIR"):
+    os.environ["DENSEVID_CACHE_DIR"] = tempfile.mkdtemp(prefix="densevid-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DENSEVID_CACHE_DIR"], True)
 
 
 def pytest_collection_modifyitems(config, items):
