@@ -59,7 +59,7 @@ def run() -> None:
 
     By the time ``main`` returns every output is committed (flushed, fsync-ed, renamed into place) and every
     line printed. What is left is the interpreter's teardown, which costs 0.6-0.9 s once torch is imported
-    (measured: ``python -c "import torch"`` 1.9 s, 1.3 s ending with ``os._exit``) and is a fifth of a
+    (measured: ``python -c "import torch"`` 1.9 s, 1.3 s ending with ``os._exit``), a sixth of a
     one-frame encode. So the process ends as Python's exit would, less the teardown: threads that are still
     running are waited for and the idle workers of thread pools told to end (``threading._shutdown``, the
     first step of Python's own exit), the exit handlers run (Ray's shutdown, temporary directories,
