@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import threading
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -24,21 +23,22 @@ from ._preprocess import resize_and_pad
 
 
 class _Background:
-    """``fn()`` in a thread; ``result()`` waits and re-raises its exception (and re-emits its warnings, once,
-    where the caller's warning filters apply). Any thread may call ``result()``, any number of times."""
+    """``fn()`` in a thread; ``result()`` waits and re-raises its exception. Any thread may call ``result()``,
+    any number of times.
+
+    What ``fn`` warns goes out from its own thread when it happens (the filters and the display of warnings
+    are the process's). It is not recorded here to be re-emitted later: ``warnings.catch_warnings`` swaps
+    process-wide state, and one in this thread overlapping one in another (the model's load has one) can
+    leave the recorder installed for good; re-emitting then recorded each warning again, without end (a
+    CLI run with numba missing grew to 23 GB before the OOM killer stopped it).
+    """
 
     def __init__(self, fn) -> None:
         self._error: BaseException | None = None
-        self._warnings: list = []
-        self._lock = threading.Lock()
-        self._reported = False
 
         def run() -> None:
             try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    fn()
-                self._warnings = caught
+                fn()
             except BaseException as error:
                 self._error = error
 
@@ -47,11 +47,6 @@ class _Background:
 
     def result(self) -> None:
         self._thread.join()
-        with self._lock:
-            if not self._reported:
-                self._reported = True
-                for caught in self._warnings:
-                    warnings.warn_explicit(caught.message, caught.category, caught.filename, caught.lineno)
         if self._error is not None:
             raise self._error
 
