@@ -14,7 +14,7 @@ import torch
 from click.testing import CliRunner
 
 from densevid.pipeline.cli import main
-from support.clips import make_audio_only, make_clip, make_image, synthetic_frames
+from support.clips import make_audio_only, make_clip, make_clip_with_audio, make_image, synthetic_frames
 from support.helpers import assert_exact, decode_all, run_cli
 from support.node_reference import node_hint
 
@@ -237,36 +237,11 @@ def test_warnings_from_inside_the_model_are_not_shown_as_densevid_warnings(tmp_p
     assert capsys.readouterr().err == "densevid: warning: the compiled CPU render is unavailable\n"
 
 
-def _clip_with_audio(path, frames):
-    """A video with an AAC audio track (a phone video, say)."""
-    import numpy as np
-
-    with av.open(str(path), mode="w") as container:
-        video = container.add_stream("libx264", rate=25)
-        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
-        audio = container.add_stream("aac", rate=16000, layout="mono")
-        for i, image in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in video.encode(frame):
-                container.mux(packet)
-        samples = np.zeros((1, 1024), np.float32)
-        for i in range(8):
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
-            frame.sample_rate, frame.pts = 16000, i * 1024
-            for packet in audio.encode(frame):
-                container.mux(packet)
-        for stream in (video, audio):
-            for packet in stream.encode(None):
-                container.mux(packet)
-    return path
-
-
 @pytest.mark.slow
 def test_log_output_has_plain_lines_the_encode_time_and_the_audio_note(tmp_path, standin_models):
     videos = tmp_path / "videos"
     videos.mkdir()
-    _clip_with_audio(videos / "talk.mp4", synthetic_frames(3, 48, 64, seed=1))
+    make_clip_with_audio(videos / "talk.mp4", synthetic_frames(3, 48, 64, seed=1), audio_codec="aac")  # a phone video
     make_clip(videos / "quiet.mkv", synthetic_frames(2, 40, 40, seed=2))
     report = tmp_path / "report.json"
     args = [sys.executable, "-m", "densevid.pipeline.cli", "encode", str(videos), "-o", str(tmp_path / "o"),
